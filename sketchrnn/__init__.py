@@ -1,0 +1,1 @@
+"""sketchrnn: Sketch-RNN drawing completion on a shared core of recurrent cells."""

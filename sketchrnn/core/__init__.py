@@ -1,0 +1,15 @@
+"""The recurrent core: cells behind one interface, layers that unroll them, and the BPTT engine."""
+
+from sketchrnn.core.cells import CELLS, RecurrentCell, State, make_cell
+from sketchrnn.core.layers import BidirectionalLayer, RecurrentLayer, RecurrentStack, detach_state
+
+__all__ = [
+    "CELLS",
+    "BidirectionalLayer",
+    "RecurrentCell",
+    "RecurrentLayer",
+    "RecurrentStack",
+    "State",
+    "detach_state",
+    "make_cell",
+]

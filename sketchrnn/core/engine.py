@@ -1,0 +1,304 @@
+"""The one training loop every model here uses: BPTT steps on a step and/or time budget, with
+validation, a metrics log, atomic checkpoints, exact resume and a guard against non-finite loss.
+
+A model plugs in two functions:
+    batch_fn(step) -> batch              deterministic in step, so a resumed run sees the same data
+    loss_fn(model, batch, carry, step) -> (loss, carry, metrics)
+``carry`` is whatever state crosses batches: None for full BPTT over whole sequences; the
+recurrent state for truncated BPTT, which the engine detaches after every step and checkpoints.
+"""
+
+import json
+import math
+import os
+import random
+import signal
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sketchrnn.core.layers import detach_state
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10_000  # stop after this many optimizer steps in all (0: no step limit)
+    minutes: float = 0.0  # stop after this many minutes of this invocation (0: no time limit)
+    lr: float = 1e-3  # Adam learning rate at step 0
+    lr_decay: float = 1.0  # per-step decay of (lr - min_lr) toward min_lr; 1.0 keeps lr constant
+    min_lr: float = 0.0  # the floor that the decayed learning rate approaches
+    clip: float = 1.0  # gradient clipping threshold; 0 turns clipping off
+    clip_mode: str = "norm"  # "norm": global L2 norm; "value": each element (Magenta's choice)
+    eval_every: int = 500  # validate and write checkpoints every this many steps
+    log_every: int = 50  # one metrics-log row every this many steps
+    max_nonfinite: int = 100  # give up after this many skipped steps with non-finite loss/grads
+    seed: int = 0  # seeds initialisation, dropout and (through batch_fn) the data order
+    device: str = "cpu"  # where the model trains; checkpoints always load on the CPU
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Magenta sketch_rnn's schedule: (lr - min_lr) * decay^step + min_lr."""
+    return (cfg.lr - cfg.min_lr) * cfg.lr_decay**step + cfg.min_lr
+
+
+def exponential_anneal(step: int, start: float, end: float, rate: float) -> float:
+    """end - (end - start) * rate^step: starts at ``start``, approaches ``end`` (Magenta's KL
+    weight schedule, rate 0.99995 there)."""
+    return end - (end - start) * rate**step
+
+
+def linear_anneal(step: int, start: float, end: float, steps: int) -> float:
+    """Straight from ``start`` to ``end`` over ``steps`` steps, then ``end``."""
+    return end if step >= steps else start + (end - start) * step / steps
+
+
+def truncated_chunks(sequence: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """Cut a time-major sequence into chunks of k steps for truncated BPTT (the last may be
+    shorter); carry the state from one to the next with ``detach_state``."""
+    if k < 1:
+        raise ValueError(f"truncated BPTT needs chunks of at least 1 step, got {k}")
+    return list(sequence.split(k, 0))
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: a crash mid-write leaves the
+    previous checkpoint intact, never a truncated one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint on the CPU, whatever device wrote it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _to_device(obj, device):
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_device(o, device) for o in obj)
+    return obj
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def _stop_on_sigint():
+    """First Ctrl-C asks the loop to stop at the end of the current step (so the checkpoint is
+    consistent); a second one interrupts at once."""
+    requested = {"stop": False}
+
+    def handler(signum, frame):
+        if requested["stop"]:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield requested
+        return
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    batch_fn: Callable[[int], Any],
+    loss_fn: Callable[..., tuple[torch.Tensor, Any, dict]],
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    after_eval: Callable[[torch.nn.Module, int, Path], None] | None = None,
+    run_config: dict | None = None,
+    extras: dict | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` in place; return a summary dict.
+
+    ``evaluate(model)`` returns metrics with a "loss" key (lower is better; picks ``best.pt``);
+    ``after_eval(model, step, out_dir)`` may render samples. Both run in eval mode, without
+    gradients, with the RNG forked so they never change what training draws next.
+    ``run_config`` (the model's own config as a plain dict) and ``extras`` (scale factor, class
+    list, ...) are stored in every checkpoint so one file rebuilds the model.
+    """
+    if cfg.clip_mode not in ("norm", "value"):
+        raise ValueError(f"clip_mode must be 'norm' or 'value', got {cfg.clip_mode!r}")
+    if cfg.steps <= 0 and cfg.minutes <= 0:
+        raise ValueError("give a budget: steps > 0 or minutes > 0")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, best, nonfinite, carry, earlier_seconds = 0, math.inf, 0, None, 0.0
+    last_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
+    if resume:
+        ckpt = load_checkpoint(last_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, best, nonfinite = ckpt["step"], ckpt["best"], ckpt["nonfinite"]
+        carry, earlier_seconds = _to_device(ckpt["carry"], device), ckpt["elapsed"]
+        _set_rng_state(ckpt["rng"])
+    else:
+        torch.manual_seed(cfg.seed)
+        log_path.unlink(missing_ok=True)
+    log = log_path.open("a")
+    started = time.monotonic()  # the --minutes budget counts this invocation only
+
+    def elapsed() -> float:
+        """Training seconds over all invocations of this run."""
+        return earlier_seconds + time.monotonic() - started
+
+    def write_row(row: dict) -> None:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+
+    def checkpoint(path: Path) -> None:
+        save_atomic(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "best": best,
+                "nonfinite": nonfinite,
+                "carry": carry,
+                "elapsed": elapsed(),
+                "rng": _rng_state(),
+                "config": run_config or {},
+                "train_config": asdict(cfg),
+                **(extras or {}),
+            },
+            path,
+        )
+
+    def validate() -> dict:
+        nonlocal best
+        if evaluate is None:
+            return {}
+        model.eval()
+        devices = [device] if device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            metrics = evaluate(model)
+            if after_eval is not None:
+                after_eval(model, step, out_dir)
+        model.train()
+        write_row({"step": step, "split": "valid", "elapsed": round(elapsed(), 2), **metrics})
+        if metrics["loss"] < best:
+            best = metrics["loss"]
+            checkpoint(best_path)
+        return metrics
+
+    status, last_eval, train_loss, valid = "budget", step, math.nan, {}
+    bar = tqdm(total=cfg.steps or None, initial=step, unit="step", disable=not progress, dynamic_ncols=True)
+    running_loss, running_n = 0.0, 0
+    with _stop_on_sigint() as sigint:
+        while not (cfg.steps and step >= cfg.steps):
+            if cfg.minutes and time.monotonic() - started >= cfg.minutes * 60:
+                break
+            if sigint["stop"]:
+                status = "interrupted"
+                break
+            lr = learning_rate(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, new_carry, metrics = loss_fn(model, batch_fn(step), carry, step)
+            optimizer.zero_grad(set_to_none=True)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+                params = [p for p in model.parameters() if p.grad is not None]
+                if cfg.clip_mode == "norm":
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
+                else:
+                    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+                    if cfg.clip > 0:
+                        torch.nn.utils.clip_grad_value_(params, cfg.clip)
+                finite = bool(torch.isfinite(norm))
+            if finite:
+                optimizer.step()
+                carry = detach_state(new_carry)
+                running_loss += loss.item()
+                running_n += 1
+            else:
+                # Skip the update (the batch is still consumed, so a bad batch is not retried
+                # forever) and drop the carried state, which may hold the non-finite values.
+                nonfinite += 1
+                carry = None
+                if nonfinite >= cfg.max_nonfinite:
+                    status = "diverged"
+                    step += 1
+                    break
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                train_loss = running_loss / max(running_n, 1)
+                running_loss, running_n = 0.0, 0
+                row = {"step": step, "split": "train", "loss": train_loss, "lr": lr,
+                       "elapsed": round(elapsed(), 2), "nonfinite": nonfinite}
+                write_row({**row, **{k: float(v) for k, v in metrics.items()}})
+                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
+            if step % cfg.eval_every == 0:
+                valid = validate()
+                last_eval = step
+                checkpoint(last_path)
+                if valid:
+                    bar.set_postfix(loss=f"{train_loss:.4f}", valid=f"{valid['loss']:.4f}")
+    bar.close()
+    if last_eval != step and status != "interrupted":
+        valid = validate()
+    checkpoint(last_path)
+    log.close()
+    summary = {
+        "status": status,
+        "step": step,
+        "train_loss": train_loss,
+        "valid_loss": valid.get("loss", math.nan),
+        "best_valid_loss": best,
+        "nonfinite_steps": nonfinite,
+        "minutes": round(elapsed() / 60, 2),
+        "out_dir": str(out_dir),
+    }
+    if progress:
+        tqdm.write(
+            f"{status}: step {step}, train loss {train_loss:.4f}, valid loss "
+            f"{summary['valid_loss']:.4f} (best {best:.4f}), {nonfinite} skipped steps, "
+            f"{summary['minutes']} min; checkpoints in {out_dir}"
+        )
+    return summary

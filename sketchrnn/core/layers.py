@@ -1,0 +1,183 @@
+"""Unrolling cells through time: one layer, its bidirectional pair, and stacks of them.
+
+Tensors are time-major. A padded batch of B sequences of lengths L_b, longest T:
+
+    x:        (T, B, input)      x[t, b] is step t of sequence b; steps t >= L_b are padding
+    outputs:  (T, B, hidden)     zero at padding
+    state:    tuple of (B, n)    each sequence's state after its own last step L_b - 1
+
+          b=0  b=1  b=2
+    t=0    x    x    x
+    t=1    x    x    x
+    t=2    x    x    .      <- lengths = [4, 3, 2]; '.' is padding, never read
+    t=3    x    .    .
+"""
+
+import torch
+from torch import Tensor, _VF, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from sketchrnn.core.cells import RecurrentCell, State, make_cell
+
+# Below this many steps the fused kernel's per-call setup (oneDNN on CPU) costs more than the
+# Python loop saves; one-token stepping must never take it (about 10x slower than a cell step).
+FUSED_MIN_STEPS = 8
+
+
+def _alive_mask(lengths: Tensor, steps: int) -> Tensor:
+    """(T, B, 1) bool: True where step t is a real step of sequence b."""
+    t = torch.arange(steps, device=lengths.device)
+    return (t[:, None] < lengths[None, :])[..., None]
+
+
+class RecurrentLayer(nn.Module):
+    """Unrolls one cell over a padded, time-major batch."""
+
+    def __init__(self, cell: RecurrentCell, fused: bool = True):
+        super().__init__()
+        self.cell = cell
+        self.fused = fused  # allow torch's fused kernel where it computes the same function
+
+    def uses_fused_kernel(self, steps: int) -> bool:
+        cell = self.cell
+        dropout_active = cell.dropout > 0 and self.training
+        return self.fused and cell.fused_mode is not None and not dropout_active and steps >= FUSED_MIN_STEPS
+
+    def forward(
+        self, x: Tensor, lengths: Tensor | None = None, state: State | None = None
+    ) -> tuple[Tensor, State]:
+        steps, batch = x.shape[:2]
+        if state is None:
+            state = self.cell.initial_state(batch)
+        if lengths is not None:
+            lengths = lengths.to(x.device)
+            if bool((lengths == steps).all()):
+                lengths = None  # nothing padded: skip the masking
+        if self.uses_fused_kernel(steps):
+            return self._fused(x, lengths, state)
+        # One matmul for the input side of every step; the loop does only the recurrent part.
+        # Iterate with unbind: indexing xp[t] inside the loop makes backward O(T^2).
+        xp = self.cell.project_input(x)
+        if lengths is None:
+            outputs = []
+            for xp_t in xp.unbind(0):
+                h, state = self.cell.step(xp_t, state)
+                outputs.append(h)
+            return torch.stack(outputs), state
+        alive = _alive_mask(lengths, steps)
+        all_alive = int(lengths.min())  # before this step no sequence has ended: no masking
+        outputs = []
+        for t, (xp_t, alive_t) in enumerate(zip(xp.unbind(0), alive.unbind(0))):
+            h, new_state = self.cell.step(xp_t, state)
+            if t >= all_alive:
+                # A finished sequence keeps its last state and outputs zeros.
+                new_state = tuple(torch.where(alive_t, n, s) for n, s in zip(new_state, state))
+                h = h * alive_t
+            state = new_state
+            outputs.append(h)
+        return torch.stack(outputs), state
+
+    def _fused(self, x: Tensor, lengths: Tensor | None, state: State) -> tuple[Tensor, State]:
+        """The same function through torch's fused kernel (what ``nn.LSTM`` runs)."""
+        kernel = getattr(_VF, self.cell.fused_mode)
+        weights = self.cell.fused_weights()
+        hx = tuple(s.unsqueeze(0) for s in state)  # (layers=1, B, n)
+        hx = hx if self.cell.fused_mode == "lstm" else hx[0]
+        if lengths is None:
+            out, *final = kernel(x, hx, weights, True, 1, 0.0, self.training, False, False)
+            return out, tuple(s.squeeze(0) for s in final)
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        order, unorder = packed.sorted_indices, packed.unsorted_indices
+        hx = tuple(h[:, order] for h in hx) if isinstance(hx, tuple) else hx[:, order]
+        out, *final = kernel(packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, self.training, False)
+        out, _ = pad_packed_sequence(
+            PackedSequence(out, packed.batch_sizes, order, unorder), total_length=x.shape[0]
+        )
+        return out, tuple(s[0, unorder] for s in final)
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence within its own length; padding stays where it is.
+
+    [a b c .]  ->  [c b a .]   so a backward pass starts at the sequence's true end.
+    """
+    if lengths is None:
+        return x.flip(0)
+    steps = x.shape[0]
+    t = torch.arange(steps, device=x.device)[:, None]
+    lengths = lengths.to(x.device)[None, :]
+    index = torch.where(t < lengths, lengths - 1 - t, t)  # (T, B)
+    return x.gather(0, index[..., None].expand_as(x))
+
+
+class BidirectionalLayer(nn.Module):
+    """A forward and a backward layer; outputs concatenated as [forward, backward]."""
+
+    def __init__(self, forward_layer: RecurrentLayer, backward_layer: RecurrentLayer):
+        super().__init__()
+        self.forward_layer, self.backward_layer = forward_layer, backward_layer
+
+    def forward(
+        self, x: Tensor, lengths: Tensor | None = None, state: tuple[State, State] | None = None
+    ) -> tuple[Tensor, tuple[State, State]]:
+        forward_state, backward_state = state if state is not None else (None, None)
+        out_f, final_f = self.forward_layer(x, lengths, forward_state)
+        out_b, final_b = self.backward_layer(reverse_padded(x, lengths), lengths, backward_state)
+        return torch.cat([out_f, reverse_padded(out_b, lengths)], -1), (final_f, final_b)
+
+
+class RecurrentStack(nn.Module):
+    """Stacked recurrent layers, any cell by name; state is a list with one entry per layer."""
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,  # recurrent dropout inside each cell (LSTM family)
+        layer_dropout: float = 0.0,  # dropout on the outputs between layers
+        fused: bool = True,
+    ):
+        super().__init__()
+        self.hidden_size, self.bidirectional = hidden_size, bidirectional
+        self.output_size = hidden_size * (2 if bidirectional else 1)
+        self.layer_dropout = layer_dropout
+
+        def layer(size):
+            return RecurrentLayer(make_cell(cell, size, hidden_size, dropout), fused)
+
+        layers = []
+        for i in range(num_layers):
+            size = input_size if i == 0 else self.output_size
+            layers.append(BidirectionalLayer(layer(size), layer(size)) if bidirectional else layer(size))
+        self.layers = nn.ModuleList(layers)
+
+    def initial_state(self, batch: int) -> list:
+        def init(layer):
+            if isinstance(layer, BidirectionalLayer):
+                return (init(layer.forward_layer), init(layer.backward_layer))
+            return layer.cell.initial_state(batch)
+
+        return [init(layer) for layer in self.layers]
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: list | None = None) -> tuple[Tensor, list]:
+        state = state if state is not None else [None] * len(self.layers)
+        finals = []
+        for i, (layer, layer_state) in enumerate(zip(self.layers, state)):
+            if i > 0 and self.layer_dropout > 0:
+                x = nn.functional.dropout(x, self.layer_dropout, self.training)
+            x, final = layer(x, lengths, layer_state)
+            finals.append(final)
+        return x, finals
+
+
+def detach_state(state):
+    """Cut the graph behind a carried state (truncated BPTT): keep the values, drop the history
+    so the next backward stops here instead of running through every earlier chunk."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    return state
