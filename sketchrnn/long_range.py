@@ -12,10 +12,6 @@ from torch import Tensor, nn
 from sketchrnn.core import RecurrentStack
 from sketchrnn.core.engine import TrainConfig, train
 
-# Always answering 1.0 (the mean of a sum of two U(0, 1)) scores their variance, 2/12.
-BASELINE_MSE = 1 / 6
-
-
 def adding_batch(batch: int, length: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """The adding problem (Hochreiter & Schmidhuber 1997, in the form of Le et al. 2015).
 
@@ -57,11 +53,13 @@ class AddingConfig:
     steps: int = 3000  # step budget
     minutes: float = 0.0  # wall-clock budget (0: none)
     eval_every: int = 250  # steps between evaluations on the held-out set
-    test_size: int = 1000  # held-out sequences the reported MSE is measured on
+    test_size: int = 4000  # held-out sequences the reported MSE is measured on
     seed: int = 0
 
 
-def run_adding_task(cfg: AddingConfig, out_dir: str | Path, progress: bool = True) -> tuple[SequenceRegressor, dict]:
+def run_adding_task(
+    cfg: AddingConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+) -> tuple[SequenceRegressor, dict]:
     """Train a cell on the adding problem with the core engine; report held-out MSE."""
     torch.manual_seed(cfg.seed)
     model = SequenceRegressor(cfg.cell, cfg.hidden)
@@ -83,10 +81,11 @@ def run_adding_task(cfg: AddingConfig, out_dir: str | Path, progress: bool = Tru
     )
     summary = train(
         model, engine_cfg, out_dir, batch_fn=batch_fn, loss_fn=loss_fn, evaluate=evaluate,
-        run_config=asdict(cfg), progress=progress,
+        run_config=asdict(cfg), resume=resume, progress=progress,
     )
     summary["test_mse"] = summary["valid_loss"]
-    summary["baseline_mse"] = BASELINE_MSE
+    # Measured on the same test set, so sampling noise hits both numbers alike.
+    summary["baseline_mse"] = float(nn.functional.mse_loss(torch.ones_like(test_y), test_y))
     summary["solved"] = summary["test_mse"] < 0.01
     return model, summary
 

@@ -1,0 +1,59 @@
+"""The command line: help on every flag, clear refusals, a real run, Ctrl-C exits 0."""
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sketchrnn.cli import build_parser, main
+
+
+def all_parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from all_parsers(sub)
+
+
+def test_every_flag_has_help():
+    for parser in all_parsers(build_parser()):
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{parser.prog} {action.option_strings} has no help"
+
+
+def test_unknown_cell_is_refused_with_the_choices(capsys):
+    with pytest.raises(SystemExit, match="unknown cell.*lstmm.*choose from rnn, gru, lstm"):
+        main(["rnn", "gradient-flow", "--cells", "rnn,lstmm"])
+
+
+def test_gradient_flow_writes_svg_and_prints_the_numbers(tmp_path, capsys):
+    out = tmp_path / "flow.svg"
+    assert main(["rnn", "gradient-flow", "--cells", "rnn,gru", "--steps", "30", "--hidden", "16",
+                 "--train-steps", "5", "--out", str(out), "--quiet"]) == 0
+    svg = out.read_text()
+    assert svg.startswith("<?xml") and svg.count("<polyline") == 4 and "gru at init" in svg
+    printed = capsys.readouterr().out
+    assert "lag 20" in printed and printed.count("rnn ") >= 2
+
+
+def test_ctrl_c_during_training_saves_exits_zero_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    command = ["rnn", "adding-task", "--length", "30", "--hidden", "16", "--eval-every", "20", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sketchrnn.cli", *command, "--steps", "100000", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "interrupted" in output and (out / "last.pt").exists()
+    assert main([*command, "--steps", "400", "--resume", "--quiet", "--json"]) == 0
+    assert '"step": 400' in capsys.readouterr().out

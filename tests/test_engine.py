@@ -1,0 +1,176 @@
+"""The BPTT engine: budgets, exact resume, atomic checkpoints, the non-finite guard, Ctrl-C, TBPTT."""
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+from sketchrnn.core import RecurrentStack, detach_state
+from sketchrnn.core.engine import (
+    TrainConfig,
+    exponential_anneal,
+    learning_rate,
+    linear_anneal,
+    load_checkpoint,
+    save_atomic,
+    train,
+    truncated_chunks,
+)
+from sketchrnn.long_range import adding_batch
+
+
+class TinyRegressor(nn.Module):
+    """An LSTM with recurrent dropout, so resume must restore the RNG to be exact."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = RecurrentStack("lstm", 2, 16, dropout=0.2)
+        self.readout = nn.Linear(16, 1)
+
+    def forward(self, x):
+        _, (state,) = self.rnn(x)
+        return self.readout(state[0]).squeeze(-1)
+
+
+def batch_fn(step):
+    return adding_batch(8, 12, torch.Generator().manual_seed(step))
+
+
+def mse_loss(model, batch, carry, step):
+    x, y = batch
+    return nn.functional.mse_loss(model(x), y), None, {}
+
+
+VALID = adding_batch(64, 12, torch.Generator().manual_seed(999))
+
+
+def evaluate(model):
+    return {"loss": float(nn.functional.mse_loss(model(VALID[0]), VALID[1]))}
+
+
+def run(tmp_path, steps, resume=False, **overrides):
+    torch.manual_seed(123)  # a different init each time would be overwritten by resume anyway
+    model = TinyRegressor()
+    cfg = TrainConfig(steps=steps, eval_every=4, log_every=2, lr=1e-2, lr_decay=0.99, min_lr=1e-3, **overrides)
+    summary = train(model, cfg, tmp_path, batch_fn=batch_fn, loss_fn=mse_loss, evaluate=evaluate,
+                    run_config={"hidden": 16}, extras={"scale_factor": 2.5}, resume=resume, progress=False)
+    return model, summary
+
+
+def test_resume_is_exact(tmp_path):
+    straight, _ = run(tmp_path / "a", 10)
+    run(tmp_path / "b", 6)  # stops between two validations
+    resumed, summary = run(tmp_path / "b", 10, resume=True)
+    assert summary["step"] == 10
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+
+
+def test_checkpoint_holds_everything_to_rebuild_and_loads_on_cpu(tmp_path):
+    model, summary = run(tmp_path, 8)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["step"] == 8 and ckpt["config"] == {"hidden": 16} and ckpt["scale_factor"] == 2.5
+    assert ckpt["train_config"]["lr"] == 1e-2
+    assert all(t.device.type == "cpu" for t in ckpt["model"].values())
+    best = load_checkpoint(tmp_path / "best.pt")
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in rows if r["split"] == "valid"]
+    assert [r["step"] for r in valid] == [4, 8]
+    assert best["best"] == min(r["loss"] for r in valid) == summary["best_valid_loss"]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [2, 4, 6, 8]
+    assert not list(tmp_path.glob("*.tmp")), "no temp files left behind"
+
+
+def test_save_atomic_keeps_previous_file_when_writing_fails(tmp_path):
+    path = tmp_path / "last.pt"
+    save_atomic({"step": 1}, path)
+    with pytest.raises(Exception):
+        save_atomic({"step": 2, "unpicklable": lambda: None}, path)
+    assert load_checkpoint(path) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*last.pt"):
+        run(tmp_path, 4, resume=True)
+
+
+def test_nonfinite_loss_skips_the_step_and_stops_after_many(tmp_path):
+    def poisoned(model, batch, carry, step):
+        loss, carry, metrics = mse_loss(model, batch, carry, step)
+        return (loss * math.nan if step >= 3 else loss), carry, metrics
+
+    model = TinyRegressor()
+    cfg = TrainConfig(steps=100, eval_every=50, max_nonfinite=5)
+    summary = train(model, cfg, tmp_path, batch_fn=batch_fn, loss_fn=poisoned, evaluate=evaluate, progress=False)
+    assert summary["status"] == "diverged" and summary["nonfinite_steps"] == 5 and summary["step"] == 8
+    assert all(torch.isfinite(p).all() for p in model.parameters()), "a NaN step must not update"
+    assert load_checkpoint(tmp_path / "last.pt")["nonfinite"] == 5
+
+
+def test_ctrl_c_stops_after_the_step_and_leaves_a_resumable_run(tmp_path):
+    def interrupting(model, batch, carry, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return mse_loss(model, batch, carry, step)
+
+    model = TinyRegressor()
+    summary = train(model, TrainConfig(steps=50, eval_every=10), tmp_path, batch_fn=batch_fn,
+                    loss_fn=interrupting, evaluate=evaluate, progress=False)
+    assert summary["status"] == "interrupted" and summary["step"] == 3
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+    _, resumed = run(tmp_path, 6, resume=True)
+    assert resumed["step"] == 6 and resumed["status"] == "budget"
+
+
+def test_truncated_bptt_carries_detached_state_across_batches(tmp_path):
+    """Chunks of one long stream, state carried: the engine must detach it after each step."""
+    torch.manual_seed(0)
+    stream = torch.randn(40, 4, 3)
+    chunks = truncated_chunks(stream, 10)
+    assert [c.shape[0] for c in chunks] == [10, 10, 10, 10]
+    rnn = RecurrentStack("lstm", 3, 8)
+    seen = []
+
+    def loss_fn(model, chunk, carry, step):
+        seen.append(carry)
+        out, carry = model(chunk, state=carry)
+        return out.pow(2).mean(), carry, {}
+
+    train(rnn, TrainConfig(steps=4, eval_every=100), tmp_path, batch_fn=lambda s: chunks[s % 4],
+          loss_fn=loss_fn, progress=False)
+    assert seen[0] is None
+    for carry in seen[1:]:
+        assert carry[0][0].grad_fn is None and carry[0][0].abs().sum() > 0
+
+
+def test_detach_state_keeps_values_and_structure():
+    h = torch.ones(2, 3, requires_grad=True) * 2
+    state = [(h, h + 1), ((h,), (h,))]
+    detached = detach_state(state)
+    assert isinstance(detached, list) and isinstance(detached[0], tuple)
+    assert detached[0][0].grad_fn is None and torch.equal(detached[0][1], h + 1)
+
+
+def test_schedules():
+    cfg = TrainConfig(lr=1e-3, lr_decay=0.9999, min_lr=1e-5)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 10_000) == pytest.approx((1e-3 - 1e-5) * 0.9999**10_000 + 1e-5)
+    assert learning_rate(cfg, 10**7) == pytest.approx(1e-5)
+    # Magenta's KL weight: from 0.01 toward 0.5 with R = 0.99995.
+    assert exponential_anneal(0, 0.01, 0.5, 0.99995) == pytest.approx(0.01)
+    assert exponential_anneal(20_000, 0.01, 0.5, 0.99995) == pytest.approx(0.5 - 0.49 * 0.99995**20_000)
+    assert linear_anneal(5, 0.0, 1.0, 10) == 0.5 and linear_anneal(50, 0.0, 1.0, 10) == 1.0
+
+
+def test_bad_config_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="clip_mode"):
+        train(TinyRegressor(), TrainConfig(clip_mode="max"), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+    with pytest.raises(ValueError, match="budget"):
+        train(TinyRegressor(), TrainConfig(steps=0), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+    with pytest.raises(ValueError, match="at least 1 step"):
+        truncated_chunks(torch.zeros(3, 1, 1), 0)
