@@ -3,7 +3,7 @@
 Training step = forward + backward over a whole padded-free batch; stepping = one step with no
 gradient (what a sampler does per point). Prints a Markdown table for BENCHMARKS.md.
 
-    python bench/bench_cells.py [--repeats 5]
+    python bench/bench_cells.py [--repeats 7]
 """
 
 import argparse
@@ -30,15 +30,20 @@ VARIANTS = [  # label, cell name, recurrent dropout
 ]
 
 
-def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Time each fn once per round, all fns in every round, after one warm-up round; return
+    {name: (median seconds, median of per-round ratios to the first fn)}. Interleaving makes
+    the ratios robust to this machine's speed drifting between rounds."""
+    for fn in fns.values():
         fn()
-    times = []
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    base = times[next(iter(fns))]
+    return {name: (statistics.median(t), statistics.median(a / b for a, b in zip(t, base))) for name, t in times.items()}
 
 
 def train_step_fn(module, x):
@@ -49,22 +54,28 @@ def train_step_fn(module, x):
     return run
 
 
-def step_fn(cell, batch, hidden, steps=200):
-    x = torch.randn(batch, hidden)
-    state = cell.initial_state(batch)
+def stepping_fn(module, batch, inp, steps):
+    """``steps`` single steps, no gradient, state carried: what a sampler does per point."""
+    x = torch.randn(1, batch, inp)
+    if isinstance(module, nn.LSTM):
+        def one(state):
+            return module(x, state)[1]
+    else:
+        def one(state):
+            return module(x[0], state)[1]
 
     def run():
-        nonlocal state
+        state = None
         with torch.no_grad():
             for _ in range(steps):
-                _, state = cell(x, state)
+                state = one(state)
 
-    return run, steps
+    return run
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds; each round runs every implementation once")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
@@ -72,34 +83,23 @@ def main():
     rows = []
     for shape, (batch, steps, inp, hidden) in SHAPES.items():
         x = torch.randn(steps, batch, inp)
-        base = median_seconds(train_step_fn(nn.LSTM(inp, hidden), x), args.repeats)
-        rows.append((f"train {shape} B{batch} T{steps} H{hidden}", "torch.nn.LSTM", base * 1e3, 1.0))
+        fns = {"torch.nn.LSTM": train_step_fn(nn.LSTM(inp, hidden), x)}
         for label, name, dropout in VARIANTS:
-            layer = RecurrentLayer(make_cell(name, inp, hidden, dropout)).train()
-            t = median_seconds(train_step_fn(layer, x), args.repeats)
-            rows.append(("", label, t * 1e3, t / base))
+            fns[label] = train_step_fn(RecurrentLayer(make_cell(name, inp, hidden, dropout)).train(), x)
+        for i, (label, (seconds, ratio)) in enumerate(interleaved(fns, args.repeats).items()):
+            rows.append((f"train {shape} B{batch} T{steps} H{hidden}" if i == 0 else "", label, seconds * 1e3, ratio))
 
-    for batch in (1, 64):
-        hidden = 512
-        lstm = nn.LSTM(hidden, hidden)
-        x1 = torch.randn(1, batch, hidden)
-        state = None
-
-        def torch_step():
-            nonlocal state
-            with torch.no_grad():
-                for _ in range(200):
-                    _, state = lstm(x1, state)
-
-        base = median_seconds(torch_step, args.repeats) / 200
-        rows.append((f"one step B{batch} H{hidden}", "torch.nn.LSTM (T=1 call)", base * 1e3, 1.0))
-        for label, name, _ in VARIANTS:
-            if "dropout" in label:
-                continue  # dropout is off when sampling
-            cell = make_cell(name, hidden, hidden).eval()
-            fn, n = step_fn(cell, batch, hidden)
-            t = median_seconds(fn, args.repeats) / n
-            rows.append(("", label.replace(" (fused kernel)", " cell step"), t * 1e3, t / base))
+    hidden, steps = 512, 200
+    # Input 5 is the sketch decoder's stroke-5 point (what the sampler steps); input 512 the
+    # widest text case, where reading W_ih too makes a batch-1 step memory-bound.
+    for inp, batch in ((5, 1), (512, 1), (5, 64), (512, 64)):
+        fns = {"torch.nn.LSTM (a T=1 call per step)": stepping_fn(nn.LSTM(inp, hidden), batch, inp, steps)}
+        for label, name, dropout in VARIANTS:
+            if dropout == 0:  # dropout is off when sampling
+                cell = make_cell(name, inp, hidden).eval()
+                fns[label.replace(" (fused kernel)", "") + " cell step"] = stepping_fn(cell, batch, inp, steps)
+        for i, (label, (seconds, ratio)) in enumerate(interleaved(fns, args.repeats).items()):
+            rows.append((f"one step B{batch} I{inp} H{hidden}" if i == 0 else "", label, seconds / steps * 1e3, ratio))
 
     print("| shape | implementation | ms | × torch.nn.LSTM |")
     print("|---|---|---:|---:|")

@@ -53,10 +53,22 @@ class RecurrentCell(nn.Module):
         return self.step(self.project_input(x), state)
 
 
-def candidate_dropout(g: Tensor, p: float, training: bool) -> Tensor:
-    """Recurrent dropout without memory loss (Semeniuta et al. 2016): drop only the candidate g,
-    never the cell state itself, so long-term memory survives the noise."""
-    return F.dropout(g, p, training) if p > 0 else g
+def _lstm_update(gates: Tensor, c: Tensor, dropout: float, training: bool, cell_norm=None) -> tuple[Tensor, State]:
+    """The LSTM state update from (B, 4, H) gate pre-activations in (i, f, g, o) order.
+
+    Recurrent dropout without memory loss (Semeniuta et al. 2016) drops only the candidate g,
+    never the cell state itself, so long-term memory survives the noise. ``cell_norm``, if
+    given, normalises c where it feeds h (the carried c stays raw).
+    """
+    # One sigmoid over all four blocks (g's is wasted) costs less than three small calls.
+    # unbind, not indexing: its backward is one stack, indexing's a zero-fill and copy per gate.
+    i, f, _, o = torch.sigmoid(gates).unbind(1)
+    g = torch.tanh(gates.unbind(1)[2])
+    if dropout > 0:
+        g = F.dropout(g, dropout, training)
+    c = torch.addcmul(f * c, i, g)
+    h = o * torch.tanh(c if cell_norm is None else cell_norm(c))
+    return h, (h, c)
 
 
 class _TorchLayoutCell(RecurrentCell):
@@ -139,11 +151,8 @@ class LSTMCell(_TorchLayoutCell):
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
-        i, f, g, o = torch.addmm(xp, h, self.weight_hh.t()).chunk(4, 1)
-        g = candidate_dropout(torch.tanh(g), self.dropout, self.training)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * g
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, (h, c)
+        gates = torch.addmm(xp, h, self.weight_hh.t()).unflatten(1, (4, self.hidden_size))
+        return _lstm_update(gates, c, self.dropout, self.training)
 
 
 class LayerNormGates(nn.Module):
@@ -163,14 +172,14 @@ class LayerNormGates(nn.Module):
             # there is the same function at init.
             self.gate_bias[1] = FORGET_BIAS
 
-    def forward(self, preactivation: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        z = preactivation.unflatten(-1, (4, self.hidden_size))  # (B, 4H) -> (B, 4, H)
-        z = F.layer_norm(z, (self.hidden_size,), eps=LAYER_NORM_EPS)
-        i, f, g, o = torch.addcmul(self.gate_bias, z, self.gate_gain).unbind(1)
-        g = candidate_dropout(torch.tanh(g), self.dropout, self.training)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * g
-        c_norm = F.layer_norm(c, (self.hidden_size,), self.cell_gain, self.cell_bias, LAYER_NORM_EPS)
-        return torch.sigmoid(o) * torch.tanh(c_norm), c
+    def forward(self, preactivation: Tensor, c: Tensor) -> tuple[Tensor, State]:
+        """(B, 4, H) gate pre-activations and the cell state -> (h, (h, c))."""
+        z = F.layer_norm(preactivation, (self.hidden_size,), eps=LAYER_NORM_EPS)
+        return _lstm_update(torch.addcmul(self.gate_bias, z, self.gate_gain), c, self.dropout, self.training,
+                            self.norm_cell)
+
+    def norm_cell(self, c: Tensor) -> Tensor:
+        return F.layer_norm(c, (self.hidden_size,), self.cell_gain, self.cell_bias, LAYER_NORM_EPS)
 
 
 class LayerNormLSTMCell(RecurrentCell):
@@ -192,21 +201,24 @@ class LayerNormLSTMCell(RecurrentCell):
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
-        h, c = self.norm(torch.addmm(xp, h, self.weight_hh.t()), c)
-        return h, (h, c)
+        return self.norm(torch.addmm(xp, h, self.weight_hh.t()).unflatten(1, (4, self.hidden_size)), c)
 
 
 class HyperLSTMCell(RecurrentCell):
     """HyperLSTM (Ha, Dai & Le 2016, "HyperNetworks") as in Magenta sketch_rnn.
 
-    A small layer-norm LSTM reads [x, h] and emits, per step, embeddings that rescale each gate's
-    input contribution W_x x and recurrent contribution W_h h, and shift the recurrent one:
+    A small layer-norm LSTM (the hyper cell) reads [x, h] and emits, per step, embeddings that
+    rescale each gate's input contribution W_x x and recurrent contribution W_h h, and shift the
+    recurrent one:
 
         z_gate = d_x(e) * (W_x x) + d_h(e) * (W_h h) + b_h(e) + bias,   then layer norm per gate
 
     where each d/b is an ``embedding_size``-dim code from the hyper state projected to ``hidden``.
     Initialised so every scale is exactly 1 and every shift 0: the cell starts as a plain LN-LSTM.
     (Magenta starts its scales at 0.1; under layer norm that only differs through epsilon.)
+
+    Both cells read x and h, so their weights on each are stacked, main rows first: one matmul
+    per input and step instead of two.
     """
 
     def __init__(
@@ -222,17 +234,25 @@ class HyperLSTMCell(RecurrentCell):
         self.hyper_size, self.embedding_size = hyper_size, embedding_size
         self.state_sizes = (hidden_size, hidden_size, hyper_size, hyper_size)
         self.dropout = dropout
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        rows = 4 * hidden_size + 4 * hyper_size
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))  # [main W_x; hyper W_x]
+        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))  # [main W_h; hyper W_h]
+        self.hyper_weight_hh = nn.Parameter(torch.empty(4 * hyper_size, hyper_size))
         self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
-        nn.init.xavier_uniform_(self.weight_ih)
-        _orthogonal_blocks(self.weight_hh, 4)
         self.norm = LayerNormGates(hidden_size, dropout)
-        self.hyper = LayerNormLSTMCell(input_size + hidden_size, hyper_size)
+        self.hyper_norm = LayerNormGates(hyper_size)
         # 12 codes: 4 input scales, 4 recurrent scales, 4 recurrent shifts.
         self.to_codes = nn.Linear(hyper_size, 12 * embedding_size)
         self.code_to_gate = nn.Parameter(torch.empty(12, embedding_size, hidden_size))
+        main = 4 * hidden_size
         with torch.no_grad():
+            nn.init.xavier_uniform_(self.weight_ih[:main])
+            _orthogonal_blocks(self.weight_hh[:main], 4)
+            # The hyper cell's input is [x, h]: init its weights on both as one matrix.
+            hyper_in = torch.empty(4 * hyper_size, input_size + hidden_size)
+            nn.init.xavier_uniform_(hyper_in)
+            self.weight_ih[main:], self.weight_hh[main:] = hyper_in.split([input_size, hidden_size], 1)
+            _orthogonal_blocks(self.hyper_weight_hh, 4)
             self.to_codes.weight.zero_()
             self.to_codes.weight[8 * embedding_size :].normal_(0.0, 0.01)
             self.to_codes.bias.fill_(1.0)
@@ -241,22 +261,23 @@ class HyperLSTMCell(RecurrentCell):
             self.code_to_gate[8:] = 0.0  # shift = 0
 
     def project_input(self, x: Tensor) -> Tensor:
-        main = F.linear(x, self.weight_ih)
-        hyper = F.linear(x, self.hyper.weight_ih[:, : self.input_size])
-        return torch.cat([main, hyper], -1)
+        return F.linear(x, self.weight_ih)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c, hyper_h, hyper_c = state
-        xw, hyper_xp = xp.split([4 * self.hidden_size, 4 * self.hyper_size], -1)
-        hyper_xp = torch.addmm(hyper_xp, h, self.hyper.weight_ih[:, self.input_size :].t())
-        hyper_out, (hyper_h, hyper_c) = self.hyper.step(hyper_xp, (hyper_h, hyper_c))
+        split = [4 * self.hidden_size, 4 * self.hyper_size]
+        xw, hyper_xw = xp.split(split, -1)
+        hw, hyper_hw = F.linear(h, self.weight_hh).split(split, -1)
+        hyper_z = torch.addmm(hyper_xw + hyper_hw, hyper_h, self.hyper_weight_hh.t())
+        hyper_out, (hyper_h, hyper_c) = self.hyper_norm(hyper_z.unflatten(1, (4, self.hyper_size)), hyper_c)
         codes = self.to_codes(hyper_out).unflatten(-1, (12, self.embedding_size))
         # (12, B, E) @ (12, E, H) -> (12, B, H): each code projected by its own matrix.
         d = torch.bmm(codes.transpose(0, 1), self.code_to_gate)
-        hw = F.linear(h, self.weight_hh).unflatten(-1, (4, self.hidden_size)).transpose(0, 1)
-        xw = xw.unflatten(-1, (4, self.hidden_size)).transpose(0, 1)
-        z = d[:4] * xw + d[4:8] * hw + d[8:] + self.bias.view(4, 1, self.hidden_size)
-        h, c = self.norm(z.transpose(0, 1).flatten(1), c)
+        gate_major = (4, self.hidden_size)
+        xw = xw.unflatten(1, gate_major).transpose(0, 1)  # (4, B, H) views
+        hw = hw.unflatten(1, gate_major).transpose(0, 1)
+        z = torch.addcmul(torch.addcmul(d[8:] + self.bias.view(4, 1, -1), d[:4], xw), d[4:8], hw)
+        h, (h, c) = self.norm(z.transpose(0, 1), c)
         return h, (h, c, hyper_h, hyper_c)
 
 
