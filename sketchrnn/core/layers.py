@@ -13,6 +13,8 @@ Tensors are time-major. A padded batch of B sequences of lengths L_b, longest T:
     t=3    x    .    .
 """
 
+import warnings
+
 import torch
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -22,6 +24,10 @@ from sketchrnn.core.cells import RecurrentCell, State, make_cell
 # Below this many steps the fused kernel's per-call setup (oneDNN on CPU) costs more than the
 # Python loop saves; one-token stepping must never take it (about 10x slower than a cell step).
 FUSED_MIN_STEPS = 8
+
+# Our cells own their weights as separate parameters, so cuDNN repacks them on every call and
+# warns each time; measured on an H100 this costs nothing visible (bench/gpu_check.py).
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
 
 
 def _alive_mask(lengths: Tensor, steps: int) -> Tensor:

@@ -1,0 +1,102 @@
+"""The recurrent core on a CUDA GPU: same results as on the CPU, training through the engine with
+checkpoints that load and resume on the CPU, and train-step speed against torch.nn.LSTM (cuDNN).
+
+    python bench/gpu_check.py --out DIR
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, make_cell
+from sketchrnn.core.engine import TrainConfig, load_checkpoint, train
+from sketchrnn.long_range import SequenceRegressor, adding_batch
+
+
+def parity() -> None:
+    torch.backends.cudnn.allow_tf32 = False  # compare exact float32 arithmetic
+    torch.backends.cuda.matmul.allow_tf32 = False
+    lengths = torch.tensor([50, 17, 1, 33])
+    x = torch.randn(50, 4, 6)
+    for name in CELLS:
+        for fused in (True, False):
+            torch.manual_seed(0)
+            stack = RecurrentStack(name, 6, 64, num_layers=2, bidirectional=True, fused=fused).eval()
+            out_cpu, _ = stack(x, lengths)
+            out_gpu, states = stack.cuda()(x.cuda(), lengths)
+            err = (out_gpu.cpu() - out_cpu).abs().max().item()
+            print(f"parity {name:<10} fused={fused!s:<5} max |gpu - cpu| = {err:.2e}")
+            assert err < 1e-4 and states[1][1][0].is_cuda
+
+
+def train_on_gpu_resume_on_cpu(out: Path) -> None:
+    def batch_fn(step):
+        return adding_batch(50, 50, torch.Generator().manual_seed(step))
+
+    def loss_fn(model, batch, carry, step):
+        x, y = (t.to(next(model.parameters()).device) for t in batch)
+        return nn.functional.mse_loss(model(x), y), None, {}
+
+    valid = adding_batch(500, 50, torch.Generator().manual_seed(-1))
+
+    def evaluate(model):
+        device = next(model.parameters()).device
+        return {"loss": float(nn.functional.mse_loss(model(valid[0].to(device)), valid[1].to(device)))}
+
+    torch.manual_seed(0)
+    model = SequenceRegressor("layer_norm", 64)
+    start = time.perf_counter()
+    summary = train(model, TrainConfig(steps=200, eval_every=100, device="cuda"), out, batch_fn=batch_fn,
+                    loss_fn=loss_fn, evaluate=evaluate, progress=False)
+    print(f"trained on cuda: {summary['step']} steps in {time.perf_counter() - start:.1f}s, valid {summary['valid_loss']:.4f}")
+    ckpt = load_checkpoint(out / "last.pt")
+    assert all(t.device.type == "cpu" for t in ckpt["model"].values())
+    cpu_model = SequenceRegressor("layer_norm", 64)
+    summary = train(cpu_model, TrainConfig(steps=220, eval_every=100, device="cpu"), out, batch_fn=batch_fn,
+                    loss_fn=loss_fn, evaluate=evaluate, resume=True, progress=False)
+    print(f"resumed on cpu from the cuda checkpoint: step {summary['step']}, valid {summary['valid_loss']:.4f}")
+
+
+def speed() -> None:
+    torch.backends.cudnn.allow_tf32 = True  # the defaults a user trains with
+    batch, steps, inp, hidden = 100, 200, 5, 512
+    x = torch.randn(steps, batch, inp, device="cuda")
+    fns = {"torch.nn.LSTM (cuDNN)": nn.LSTM(inp, hidden).cuda()}
+    for name in CELLS:
+        fns[name] = RecurrentLayer(make_cell(name, inp, hidden)).cuda()
+    fns["lstm + dropout 0.1 (loop)"] = RecurrentLayer(make_cell("lstm", inp, hidden, 0.1)).cuda()
+    times = {}
+    for label, module in fns.items():
+        def run():
+            module(x)[0].sum().backward()
+            torch.cuda.synchronize()
+
+        run()
+        samples = []
+        for _ in range(5):
+            start = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - start)
+        times[label] = statistics.median(samples)
+    base = times["torch.nn.LSTM (cuDNN)"]
+    print(f"\ntrain step B{batch} T{steps} I{inp} H{hidden} on {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    for label, t in times.items():
+        print(f"| {label} | {t * 1e3:.1f} ms | {t / base:.2f}x |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/gpu-check", help="folder for the check's training run")
+    args = parser.parse_args()
+    assert torch.cuda.is_available(), "no CUDA device"
+    parity()
+    train_on_gpu_resume_on_cpu(Path(args.out))
+    speed()
+
+
+if __name__ == "__main__":
+    main()
