@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sketchrnn.checkpoints import ModelFileError
 from sketchrnn.core import CELLS
 from sketchrnn.strokes import SPLITS, StrokeFormatError
 
@@ -125,6 +126,105 @@ def cmd_data_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(args):
+    from sketchrnn.checkpoints import load_model
+
+    return load_model(args.model)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sketchrnn.model import SketchRNNConfig
+    from sketchrnn.train import SketchTrainConfig, train_sketch_model
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model_cfg = SketchRNNConfig(mode=args.mode, cell=args.cell, hidden=args.hidden, mixtures=args.mixtures,
+                                dropout=args.dropout, encoder_hidden=args.encoder_hidden, z_size=args.z_size)
+    cfg = SketchTrainConfig(batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, min_lr=args.min_lr,
+                            grad_clip=args.grad_clip, random_scale=args.random_scale, drop_prob=args.drop_prob,
+                            kl_weight=args.kl_weight, kl_weight_start=args.kl_weight_start,
+                            kl_decay_rate=args.kl_decay_rate, kl_tolerance=args.kl_tolerance, max_len=args.max_len,
+                            overlong=args.overlong, bucket=not args.no_bucket, steps=args.steps,
+                            minutes=args.minutes, eval_every=args.eval_every, seed=args.seed, device=device)
+    summary = train_sketch_model(args.data, args.out, model_cfg, cfg, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sketchrnn.data import SketchSet, load_sketches
+    from sketchrnn.train import evaluate_nll
+
+    loaded = _model(args)
+    split = args.split or ("all" if args.range else "test")
+    sketches = load_sketches(args.data, seed=args.seed).splits[split]
+    if args.range:
+        start, _, stop = args.range.partition(":")
+        chosen = range(len(sketches))[slice(int(start or 0), int(stop) if stop else None)]
+        if not chosen:
+            raise StrokeFormatError(f"--range {args.range}: selects no drawing of the {len(sketches)} in {split}")
+        sketches = SketchSet([sketches.drawings[i] for i in chosen], sketches.labels[list(chosen)],
+                             [sketches.key_ids[i] for i in chosen])
+    result = evaluate_nll(loaded.model, loaded.scale_factor, sketches)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        kl = f", KL {result['kl']:.4f}" if "kl" in result else ""
+        print(f"{loaded.name} on {split} of {', '.join(args.data)}: NLL {result['nll']:.4f} per point "
+              f"over {result['drawings']} drawings ({result['points']} points){kl}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from sketchrnn.render import render_grid
+    from sketchrnn.train import sample_drawings
+
+    loaded = _model(args)
+    drawings = sample_drawings(loaded.model, loaded.scale_factor, args.n, args.temperature, args.seed, args.max_points)
+    render_grid(drawings, args.out)
+    print(f"wrote {len(drawings)} samples of {loaded.name} (temperature {args.temperature}) to {args.out}")
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from sketchrnn.render import render_grid
+    from sketchrnn.sampler import Sampler
+    from sketchrnn.strokes import read_drawing
+
+    loaded = _model(args)
+    partial = read_drawing(args.input, args.index)
+    sampler = Sampler(loaded.model, loaded.scale_factor, k=args.n, temperature=args.temperature, seed=args.seed)
+    continuations = sampler.prime(partial).run(args.max_points)
+    render_grid([np.concatenate([partial, c]) for c in continuations], args.out,
+                generated_from=[len(partial)] * len(continuations))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"input": partial.tolist(),
+                                               "continuations": [c.tolist() for c in continuations]}))
+    lengths = ", ".join(str(len(c)) for c in continuations)
+    print(f"wrote {len(continuations)} continuations of {args.input} ({lengths} points) by {loaded.name} to {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from sketchrnn.checkpoints import import_gen_json, save_model
+
+    loaded = import_gen_json(args.file)
+    save_model(loaded, args.out)
+    print(f"imported {loaded.name} (LSTM {loaded.model.config.hidden}, scale factor "
+          f"{loaded.scale_factor:.4f}) to {args.out}")
+    return 0
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    from sketchrnn.checkpoints import download_model
+
+    print(f"saved {download_model(args.name, args.dir, args.base_url)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sketchrnn", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -197,6 +297,89 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--split", choices=SPLITS, default="test", help="which split to draw from (default: test)")
     render.add_argument("--out", default="grid.svg", help="SVG file to write (default: grid.svg)")
     render.set_defaults(func=cmd_data_render)
+
+    from sketchrnn.checkpoints import MAGENTA_MODELS_URL
+    from sketchrnn.model import SketchRNNConfig
+    from sketchrnn.train import SketchTrainConfig
+
+    m, t = SketchRNNConfig(), SketchTrainConfig()
+    tr = commands.add_parser("train", help="train a Sketch-RNN model on stroke files",
+                             description="Train a Sketch-RNN model; defaults are Magenta's.")
+    tr.add_argument("--data", nargs="+", required=True, help=".npz or .ndjson files, one class each")
+    tr.add_argument("--out", required=True, help="run folder: checkpoints, metrics, sample grids")
+    tr.add_argument("--mode", choices=["decoder", "vae"], default=m.mode, help=f"unconditional or VAE (default: {m.mode})")
+    tr.add_argument("--cell", choices=["lstm", "layer_norm", "hyper", "gru"], default=m.cell, help=f"decoder cell (default: {m.cell})")
+    tr.add_argument("--hidden", type=int, default=m.hidden, help=f"decoder units (default: {m.hidden})")
+    tr.add_argument("--mixtures", type=int, default=m.mixtures, help=f"mixture components (default: {m.mixtures})")
+    tr.add_argument("--dropout", type=float, default=m.dropout, help=f"recurrent dropout (default: {m.dropout}, Magenta's keep 0.9)")
+    tr.add_argument("--encoder-hidden", type=int, default=m.encoder_hidden, help=f"encoder units per direction (default: {m.encoder_hidden})")
+    tr.add_argument("--z-size", type=int, default=m.z_size, help=f"latent size (default: {m.z_size})")
+    tr.add_argument("--batch-size", type=int, default=t.batch_size, help=f"drawings per step (default: {t.batch_size})")
+    tr.add_argument("--lr", type=float, default=t.lr, help=f"Adam learning rate (default: {t.lr})")
+    tr.add_argument("--lr-decay", type=float, default=t.lr_decay, help=f"per-step decay toward --min-lr (default: {t.lr_decay})")
+    tr.add_argument("--min-lr", type=float, default=t.min_lr, help=f"learning-rate floor (default: {t.min_lr})")
+    tr.add_argument("--grad-clip", type=float, default=t.grad_clip, help=f"clip gradients by value (default: {t.grad_clip})")
+    tr.add_argument("--random-scale", type=float, default=t.random_scale, help=f"per-axis scaling augmentation (default: {t.random_scale})")
+    tr.add_argument("--drop-prob", type=float, default=t.drop_prob, help=f"point-dropping probability (default: {t.drop_prob})")
+    tr.add_argument("--kl-weight", type=float, default=t.kl_weight, help=f"final KL weight (default: {t.kl_weight})")
+    tr.add_argument("--kl-weight-start", type=float, default=t.kl_weight_start, help=f"KL weight at step 0 (default: {t.kl_weight_start})")
+    tr.add_argument("--kl-decay-rate", type=float, default=t.kl_decay_rate, help=f"KL annealing rate R (default: {t.kl_decay_rate})")
+    tr.add_argument("--kl-tolerance", type=float, default=t.kl_tolerance, help=f"free bits of KL (default: {t.kl_tolerance})")
+    tr.add_argument("--max-len", type=int, default=t.max_len, help=f"longest drawing in points (default: {t.max_len})")
+    tr.add_argument("--overlong", choices=["drop", "truncate"], default=t.overlong, help="what to do with longer drawings (default: drop)")
+    tr.add_argument("--no-bucket", action="store_true", help="random batches instead of length buckets")
+    tr.add_argument("--steps", type=int, default=t.steps, help=f"training steps, 0 = no limit (default: {t.steps})")
+    tr.add_argument("--minutes", type=float, default=t.minutes, help="wall-clock budget in minutes, 0 = none (default: 0)")
+    tr.add_argument("--eval-every", type=int, default=t.eval_every, help=f"steps between validations (default: {t.eval_every})")
+    tr.add_argument("--seed", type=int, default=t.seed, help="seed for data order, augmentation and init (default: 0)")
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+
+    def model_flag(sub):
+        sub.add_argument("--model", help="checkpoint (.pt) or sketch-rnn-js .gen.json (default: the shipped sheep model)")
+        sub.add_argument("--seed", type=int, default=None, help="random seed for repeatable output")
+
+    ev = commands.add_parser("eval", help="mean NLL per point of a model on stroke files")
+    model_flag(ev)
+    ev.add_argument("--data", nargs="+", required=True, help=".npz or .ndjson files")
+    ev.add_argument("--split", choices=[*SPLITS, "all"], help="split to score (default: test; all with --range)")
+    ev.add_argument("--range", help="START:STOP drawings of the split (file order with --split all)")
+    ev.add_argument("--json", action="store_true", help='print {"nll", "drawings", "points"} as JSON')
+    ev.set_defaults(func=cmd_eval)
+
+    sa = commands.add_parser("sample", help="unconditional drawings from a model, as an SVG grid")
+    model_flag(sa)
+    sa.add_argument("--n", type=int, default=16, help="how many drawings (default: 16)")
+    sa.add_argument("--temperature", type=float, default=0.4, help="randomness; lower is tidier (default: 0.4)")
+    sa.add_argument("--max-points", type=int, default=250, help="longest drawing (default: 250)")
+    sa.add_argument("--out", default="samples.svg", help="SVG file (default: samples.svg)")
+    sa.set_defaults(func=cmd_sample)
+
+    co = commands.add_parser("complete", help="continue a partial drawing, n ways, as SVG")
+    model_flag(co)
+    co.add_argument("--input", required=True, help="ndjson file, JSON polylines [[[x, y], ...], ...] or JSON stroke-3")
+    co.add_argument("--index", type=int, default=0, help="which drawing of an ndjson input (default: 0)")
+    co.add_argument("--n", type=int, default=4, help="alternative continuations (default: 4)")
+    co.add_argument("--temperature", type=float, default=0.3, help="randomness (default: 0.3)")
+    co.add_argument("--max-points", type=int, default=250, help="longest continuation (default: 250)")
+    co.add_argument("--out", default="completions.svg", help="SVG file (default: completions.svg)")
+    co.add_argument("--json", help="also write the input and continuations (stroke-3) to this JSON file")
+    co.set_defaults(func=cmd_complete)
+
+    im = commands.add_parser("import", help="convert a sketch-rnn-js .gen.json into a checkpoint")
+    im.add_argument("file", help="the .gen.json file")
+    im.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    im.set_defaults(func=cmd_import)
+
+    models = commands.add_parser("models", help="Magenta's pretrained models")
+    models_commands = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dl = models_commands.add_parser("download", help="fetch CLASS.gen.json from Magenta's public storage")
+    dl.add_argument("name", help="Quick, Draw! class, e.g. cat")
+    dl.add_argument("--dir", default="~/.cache/sketchrnn", help="where to save it (default: ~/.cache/sketchrnn)")
+    dl.add_argument("--base-url", default=MAGENTA_MODELS_URL, help="where the models live (default: Magenta's storage)")
+    dl.set_defaults(func=cmd_models_download)
     return parser
 
 
@@ -204,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except StrokeFormatError as e:
+    except (StrokeFormatError, ModelFileError) as e:
         print(f"sketchrnn: error: {e}", file=sys.stderr)
         return 2
 

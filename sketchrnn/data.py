@@ -41,8 +41,30 @@ class SketchSet:
 @dataclass
 class SketchData:
     classes: list[str]  # one per input file, named after it
-    splits: dict[str, SketchSet]  # train / valid / test
+    splits: dict[str, SketchSet]  # train / valid / test, and "all" in file order
     skipped: int = 0  # bad drawings skipped with skip_bad
+
+
+def read_drawings(path: Path, skip_bad: bool = False, simplify: bool = True):
+    """A file's drawings in file order as (split or None, stroke-3, key id), and how many bad
+    ones were skipped. ``.npz`` names each drawing's split; ndjson leaves it to the caller."""
+    if not path.is_file():
+        raise StrokeFormatError(f"{path}: no such file")
+    if path.suffix == ".ndjson":
+        records, skipped = read_ndjson(path, simplify=simplify, skip_bad=skip_bad)
+        return [(None, r.strokes, r.key_id) for r in records], skipped
+    if path.suffix != ".npz":
+        raise StrokeFormatError(f"{path}: unknown format {path.suffix!r}; expected .npz or .ndjson")
+    found, skipped = [], 0
+    for split, drawings in read_npz(path).items():
+        for i, d in enumerate(drawings):
+            try:
+                found.append((split, check_stroke3(d, f"{path}: {split}[{i}]"), None))
+            except StrokeFormatError:
+                if not skip_bad:
+                    raise
+                skipped += 1
+    return found, skipped
 
 
 def load_sketches(
@@ -54,41 +76,26 @@ def load_sketches(
     test_fraction: float = 0.05,
 ) -> SketchData:
     """Read files, each one class. ``.npz`` keeps its own splits; ndjson drawings are split by a
-    seeded permutation, the same every time for the same file and seed."""
+    seeded permutation, the same every time for the same file and seed. The split "all" holds
+    every drawing in file order."""
     classes, skipped = [], 0
-    parts = {s: ([], [], []) for s in SPLITS}  # drawings, labels, key ids
+    parts = {s: ([], [], []) for s in (*SPLITS, "all")}  # drawings, labels, key ids
     for label, path in enumerate(map(Path, paths)):
-        name = path.stem
-        if name in classes:
-            raise StrokeFormatError(f"{path}: a second file for class {name!r}; rename one of them")
-        classes.append(name)
-        if not path.is_file():
-            raise StrokeFormatError(f"{path}: no such file")
-        if path.suffix == ".npz":
-            for split, drawings in read_npz(path).items():
-                for i, d in enumerate(drawings):
-                    try:
-                        parts[split][0].append(check_stroke3(d, f"{path}: {split}[{i}]"))
-                    except StrokeFormatError:
-                        if not skip_bad:
-                            raise
-                        skipped += 1
-                        continue
-                    parts[split][1].append(label)
-                    parts[split][2].append(None)
-        elif path.suffix == ".ndjson":
-            records, bad = read_ndjson(path, simplify=simplify, skip_bad=skip_bad)
-            skipped += bad
-            order = np.random.default_rng(seed).permutation(len(records))
-            n_valid = round(len(records) * valid_fraction)
-            n_test = round(len(records) * test_fraction)
-            for rank, i in enumerate(order):
-                split = "valid" if rank < n_valid else "test" if rank < n_valid + n_test else "train"
-                parts[split][0].append(records[i].strokes)
-                parts[split][1].append(label)
-                parts[split][2].append(records[i].key_id)
-        else:
-            raise StrokeFormatError(f"{path}: unknown format {path.suffix!r}; expected .npz or .ndjson")
+        if path.stem in classes:
+            raise StrokeFormatError(f"{path}: a second file for class {path.stem!r}; rename one of them")
+        classes.append(path.stem)
+        found, bad = read_drawings(path, skip_bad, simplify)
+        skipped += bad
+        rank = np.empty(len(found), dtype=np.int64)
+        rank[np.random.default_rng(seed).permutation(len(found))] = np.arange(len(found))
+        n_valid, n_test = round(len(found) * valid_fraction), round(len(found) * test_fraction)
+        for (split, drawing, key), r in zip(found, rank):
+            if split is None:
+                split = "valid" if r < n_valid else "test" if r < n_valid + n_test else "train"
+            for name in (split, "all"):
+                parts[name][0].append(drawing)
+                parts[name][1].append(label)
+                parts[name][2].append(key)
     splits = {s: SketchSet(d, np.array(l, dtype=np.int64), k) for s, (d, l, k) in parts.items()}
     return SketchData(classes, splits, skipped)
 

@@ -32,6 +32,8 @@ def _segments(s3: np.ndarray, generated_from: int | None):
 
 
 def _draw(dwg, group, s3: np.ndarray, box: tuple[float, float, float, float], generated_from: int | None) -> None:
+    if len(s3) == 0:
+        return  # a model may end a drawing before its first point: an empty cell
     x0, y0, size, margin = box
     absolute = np.cumsum(s3[:, :2], axis=0)
     low, high = absolute.min(axis=0), absolute.max(axis=0)

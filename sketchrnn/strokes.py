@@ -225,3 +225,25 @@ def write_ndjson(path: str | Path, records: list[Record], word: str | None = Non
                 obj["key_id"] = r.key_id
             obj["drawing"] = drawing
             f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+
+
+def read_drawing(path: str | Path, index: int = 0) -> np.ndarray:
+    """One drawing as stroke-3 from: an ndjson file (line ``index``, 0-based, among drawings), a
+    JSON file of absolute polylines [[[x, y], ...], ...], or a JSON file of stroke-3 rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise StrokeFormatError(f"{path}: no such file")
+    if path.suffix == ".ndjson":
+        records, _ = read_ndjson(path)
+        if not 0 <= index < len(records):
+            raise StrokeFormatError(f"{path}: drawing {index} requested, the file holds {len(records)}")
+        return records[index].strokes
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StrokeFormatError(f"{path}: not JSON ({e})") from None
+    if isinstance(obj, dict) and "drawing" in obj:
+        return parse_ndjson_line(json.dumps(obj), str(path)).strokes
+    if isinstance(obj, list) and obj and all(isinstance(r, list) and len(r) == 3 and not isinstance(r[0], list) for r in obj):
+        return check_stroke3(np.array(obj, dtype=np.float32), str(path))
+    return polylines_to_stroke3(obj, str(path))

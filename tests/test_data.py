@@ -19,7 +19,7 @@ from sketchrnn.data import (
     stroke5_batch,
 )
 from sketchrnn.render import MODEL_COLOR, USER_COLOR, render_grid
-from sketchrnn.strokes import StrokeFormatError, stroke3_to_polylines
+from sketchrnn.strokes import StrokeFormatError, read_ndjson, stroke3_to_polylines
 
 
 @pytest.fixture
@@ -32,7 +32,9 @@ def test_several_files_each_a_class_with_seeded_splits(sketches_dir):
     data = load_sketches(files, seed=3)
     assert data.classes == ["cat", "The Eiffel Tower"]
     sizes = {s: len(v) for s, v in data.splits.items()}
-    assert sum(sizes.values()) == 50 and sizes["valid"] == 2 and sizes["test"] == 2
+    assert sizes == {"train": 46, "valid": 2, "test": 2, "all": 50}
+    in_file_order = [r.key_id for f in files for r in read_ndjson(f)[0]]
+    assert data.splits["all"].key_ids == in_file_order
     assert set(data.splits["train"].labels.tolist()) == {0, 1}
     again = load_sketches(files, seed=3)
     assert again.splits["test"].key_ids == data.splits["test"].key_ids  # deterministic
@@ -41,7 +43,7 @@ def test_several_files_each_a_class_with_seeded_splits(sketches_dir):
 
 
 def test_npz_keeps_its_own_splits_and_checks_every_drawing(sheep, sketches_dir, tmp_path):
-    assert {s: len(v) for s, v in sheep.splits.items()} == {"train": 7400, "valid": 300, "test": 300}
+    assert {s: len(v) for s, v in sheep.splits.items()} == {"train": 7400, "valid": 300, "test": 300, "all": 8000}
     bad = np.load(sketches_dir / "aaron_sheep.npz", encoding="latin1", allow_pickle=True)
     splits = {k: bad[k] for k in ("train", "valid", "test")}
     splits["valid"][5] = np.zeros((0, 3), dtype=np.int16)

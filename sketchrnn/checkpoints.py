@@ -1,0 +1,126 @@
+"""Loading a Sketch-RNN model from our checkpoints or from Magenta's sketch-rnn-js ``.gen.json``
+files (importing and downloading those), and the default model the project ships."""
+
+import base64
+import json
+import pickle
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sketchrnn.core.engine import load_checkpoint, save_atomic
+from sketchrnn.model import SketchRNN, SketchRNNConfig
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "models" / "sheep.pt"
+MAGENTA_MODELS_URL = "https://storage.googleapis.com/quickdraw-models/sketchRNN/large_models"
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message names the file and the problem."""
+
+
+@dataclass
+class LoadedModel:
+    model: SketchRNN
+    scale_factor: float  # offsets are divided by this before they reach the model
+    classes: list[str]
+    name: str
+
+
+def _gen_json_weights(path: Path) -> tuple[dict, list[np.ndarray]]:
+    try:
+        info, dims, blobs = json.loads(path.read_text())
+    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: not a sketch-rnn-js model ([info, dims, weights] JSON): {e}") from None
+    if info.get("mode") not in (2, "2", "gen"):
+        raise ModelFileError(f"{path}: mode {info.get('mode')!r} is not a decoder-only ('gen', 2) model")
+    if len(dims) != 5 or len(blobs) != 5:
+        raise ModelFileError(f"{path}: expected 5 weight arrays (output W, b, LSTM W_xh, W_hh, bias), got {len(blobs)}")
+    arrays = []
+    for shape, blob in zip(dims, blobs):
+        # Magenta's encoding: little-endian int16, value = int16 / 32767 * 10.
+        raw = np.frombuffer(base64.b64decode(blob), dtype="<i2").astype(np.float32) / 32767 * 10
+        if raw.size != int(np.prod(shape)):
+            raise ModelFileError(f"{path}: a weight array holds {raw.size} values, its dims say {shape}")
+        arrays.append(raw.reshape(shape))
+    return info, arrays
+
+
+def import_gen_json(path: str | Path) -> LoadedModel:
+    """A decoder-only sketch-rnn-js model as our SketchRNN with an LSTM decoder."""
+    path = Path(path)
+    info, (out_w, out_b, w_xh, w_hh, bias) = _gen_json_weights(path)
+    hidden = w_hh.shape[0]
+    mixtures = (out_b.shape[0] - 3) // 6
+    config = SketchRNNConfig(mode="decoder", cell="lstm", hidden=hidden, mixtures=mixtures, dropout=0.0)
+    model = SketchRNN(config)
+
+    def to_torch_order(blocks):
+        # Their gate blocks run (i, g, f, o) along the last axis; ours (i, f, g, o) along the first.
+        i, g, f, o = np.split(blocks, 4, axis=-1)
+        return torch.from_numpy(np.concatenate([i, f, g, o], axis=-1)).T.contiguous()
+
+    cell = model.decoder.cell
+    with torch.no_grad():
+        cell.weight_ih.copy_(to_torch_order(w_xh))
+        cell.weight_hh.copy_(to_torch_order(w_hh))
+        b = to_torch_order(bias[None])[:, 0].clone()
+        b[hidden : 2 * hidden] += 1.0  # their forget bias is a constant +1 inside the step
+        cell.bias_ih.copy_(b)
+        cell.bias_hh.zero_()
+        model.output.weight.copy_(torch.from_numpy(out_w).T)
+        model.output.bias.copy_(torch.from_numpy(out_b))
+    name = info.get("name") or path.name.removesuffix(".gen.json")
+    return LoadedModel(model.eval(), float(info["scale_factor"]), [name], name)
+
+
+def load_model(path: str | Path | None = None) -> LoadedModel:
+    """Our checkpoint (.pt), a sketch-rnn-js .gen.json, or (None) the project's default model."""
+    path = Path(path) if path is not None else DEFAULT_MODEL
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.name.endswith(".json"):
+        return import_gen_json(path)
+    try:
+        ckpt = load_checkpoint(path)
+        model = SketchRNN(SketchRNNConfig(**ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise ModelFileError(f"{path}: not a sketchrnn model checkpoint ({type(e).__name__}: {e})") from None
+    name = path.parent.name if path.stem in ("best", "last") else path.stem
+    return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name)
+
+
+def save_model(loaded: LoadedModel, path: str | Path) -> None:
+    """Write a standalone model checkpoint (weights, config, scale factor, classes)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"model": loaded.model.state_dict(), "config": loaded.model.checkpoint_config(),
+                 "scale_factor": loaded.scale_factor, "classes": loaded.classes}, Path(path))
+
+
+def download_model(name: str, directory: str | Path, base_url: str = MAGENTA_MODELS_URL, timeout: float = 60) -> Path:
+    """Fetch ``<name>.gen.json`` from Magenta's public storage into ``directory``; the file is
+    checked to load before it replaces anything."""
+    directory = Path(directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name}.gen.json"
+    url = f"{base_url.rstrip('/')}/{urllib.request.quote(name)}.gen.json"
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                shutil.copyfileobj(response, tmp)
+        except OSError as e:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise ModelFileError(f"{url}: download failed ({e})") from None
+    try:
+        import_gen_json(Path(tmp.name))
+    except ModelFileError as e:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise ModelFileError(f"{url}: {e}") from None
+    Path(tmp.name).replace(target)
+    return target

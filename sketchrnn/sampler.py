@@ -1,0 +1,128 @@
+"""Sampling from a Sketch-RNN decoder one point at a time: unconditional drawings, or k
+alternative continuations of a partial drawing, stepped together as one batch.
+
+Temperature tau scales the pi and pen logits by 1/tau and sigma by sqrt(tau), as sketch-rnn-js
+does (Magenta's TF ``sample()`` scales sigma by tau). Points come out in the drawing's own units
+(the model's scale factor undone), as stroke-3 [dx, dy, p].
+"""
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sketchrnn.data import S0
+from sketchrnn.model import SketchRNN
+
+
+@dataclass
+class Step:
+    points: np.ndarray  # (k, 3) [dx, dy, p] per alternative, in the drawing's units
+    ended: np.ndarray  # (k,) True where this step is the alternative's end of sketch
+    active: np.ndarray  # (k,) False where the alternative had ended before: its row means nothing
+
+
+def stroke3_to_inputs(stroke3: np.ndarray, scale: float) -> torch.Tensor:
+    """stroke-3 in the drawing's units -> stroke-5 decoder inputs (N, 5), offsets normalised."""
+    s3 = torch.as_tensor(np.asarray(stroke3, dtype=np.float32))
+    pen = s3[:, 2]
+    return torch.stack([s3[:, 0] / scale, s3[:, 1] / scale, 1 - pen, pen, torch.zeros_like(pen)], -1)
+
+
+class Sampler:
+    """Holds the decoder state of k alternatives; ``prime`` feeds a partial drawing, ``step``
+    samples the next point of every alternative still drawing."""
+
+    def __init__(
+        self,
+        model: SketchRNN,
+        scale_factor: float,
+        k: int = 1,
+        temperature: float = 0.25,  # sketch-rnn-js's demos draw at 0.25: tidy but varied
+        greedy: bool = False,  # take the most likely component, mean offset and pen state
+        seed: int | None = None,
+        z: torch.Tensor | None = None,  # VAE latent (1, z) or (k, z); None for decoder-only
+    ):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.model = model.eval()
+        self.scale, self.k = scale_factor, k
+        self.temperature, self.greedy = temperature, greedy
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.z = None if z is None else z.expand(k, -1)
+        self.state = model.initial_state(k, self.z)
+        self.next_input = torch.tensor(S0).expand(k, 5)
+        self.done = np.zeros(k, dtype=bool)
+        self.count = 0  # points sampled so far
+
+    @torch.no_grad()
+    def prime(self, stroke3: np.ndarray) -> "Sampler":
+        """Feed a partial drawing (stroke-3, the drawing's units) in one pass; the next ``step``
+        continues it. Every alternative gets the same prefix."""
+        inputs = stroke3_to_inputs(stroke3, self.scale)
+        if len(inputs) == 0:
+            return self
+        sequence = torch.cat([self.next_input[:1], inputs[:-1]])[:, None].expand(-1, self.k, -1)
+        _, self.state = self._decode(sequence)
+        self.next_input = inputs[-1].expand(self.k, 5)
+        return self
+
+    def _decode(self, inputs: torch.Tensor):
+        return self.model.decode(inputs, self.state, z=self.z)
+
+    @torch.no_grad()
+    def step(self) -> Step:
+        out, self.state = self._decode(self.next_input[None])
+        p = self.model.params(out[0])
+        tau, g = self.temperature, self.generator
+        if self.greedy:
+            pen = p.pen_logits.argmax(-1)
+            component = p.log_pi.argmax(-1, keepdim=True)
+        else:
+            pen = torch.multinomial(torch.softmax(p.pen_logits / tau, -1), 1, generator=g)[:, 0]
+            component = torch.multinomial(torch.softmax(p.log_pi / tau, -1), 1, generator=g)
+
+        def pick(t):
+            return t.gather(-1, component)[:, 0]
+
+        mu_x, mu_y, rho = pick(p.mu_x), pick(p.mu_y), pick(p.rho)
+        if self.greedy:
+            dx, dy = mu_x, mu_y
+        else:
+            sx = torch.exp(pick(p.log_sigma_x)) * tau**0.5
+            sy = torch.exp(pick(p.log_sigma_y)) * tau**0.5
+            n1, n2 = torch.randn(2, self.k, generator=g)
+            dx = mu_x + sx * n1
+            dy = mu_y + sy * (rho * n1 + torch.sqrt(1 - rho**2) * n2)
+        pen_onehot = torch.nn.functional.one_hot(pen, 3).float()
+        self.next_input = torch.cat([torch.stack([dx, dy], -1), pen_onehot], -1)
+        active = ~self.done
+        ended = (pen == 2).numpy() & active
+        self.done |= ended
+        self.count += 1
+        points = torch.stack([dx * self.scale, dy * self.scale, (pen == 1).float()], -1).numpy()
+        return Step(points, ended, active)
+
+    def run(self, max_points: int = 250) -> list[np.ndarray]:
+        """Step until every alternative ends or ``max_points``; each alternative's stroke-3."""
+        drawn = [[] for _ in range(self.k)]
+        while not self.done.all() and self.count < max_points:
+            s = self.step()
+            for i in np.flatnonzero(s.active & ~s.ended):
+                drawn[i].append(s.points[i])
+        return [np.array(d, dtype=np.float32).reshape(-1, 3) for d in drawn]
+
+    def clone(self) -> "Sampler":
+        """An independent copy (state, pending input, RNG) sharing the model: restart alternatives
+        from a primed state without priming again."""
+        twin = copy.copy(self)
+        twin.state = tuple(s.clone() for s in self.state)
+        twin.done = self.done.copy()
+        twin.generator = torch.Generator()
+        twin.generator.set_state(self.generator.get_state())
+        return twin

@@ -1,0 +1,234 @@
+"""The Sketch-RNN model: its loss against a direct per-point computation, masking, KL annealing,
+Google's pretrained models, training, the sampler, and the model commands."""
+
+import http.server
+import json
+import math
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from sketchrnn.checkpoints import ModelFileError, download_model, import_gen_json, load_model, save_model
+from sketchrnn.cli import main
+from sketchrnn.core.engine import exponential_anneal
+from sketchrnn.data import stroke5_batch
+from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, split_output, step_nll, training_loss
+from sketchrnn.sampler import Sampler, stroke3_to_inputs
+from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
+
+SMALL = SketchRNNConfig(hidden=32, mixtures=3, dropout=0.0)
+
+
+def direct_nll(out, target, mixtures):
+    """One step's offset and pen NLL from the textbook formulas, in float64, no log tricks."""
+    out = out.double().tolist()
+    pen_logits, rest = out[:3], out[3:]
+    pi, mx, my, lsx, lsy, rho = (rest[i * mixtures : (i + 1) * mixtures] for i in range(6))
+    pi = np.exp(pi) / np.exp(pi).sum()
+    dx, dy = target[0], target[1]
+    density = 0.0
+    for k in range(mixtures):
+        sx, sy, r = math.exp(lsx[k]), math.exp(lsy[k]), math.tanh(rho[k])
+        zx, zy = (dx - mx[k]) / sx, (dy - my[k]) / sy
+        z = zx * zx + zy * zy - 2 * r * zx * zy
+        density += pi[k] * math.exp(-z / (2 * (1 - r * r))) / (2 * math.pi * sx * sy * math.sqrt(1 - r * r))
+    pen = np.exp(pen_logits) / np.exp(pen_logits).sum()
+    return -math.log(density), -math.log(pen[int(np.argmax(target[2:]))])
+
+
+def test_loss_matches_a_direct_per_point_computation():
+    torch.manual_seed(0)
+    out = torch.randn(4, 3, 3 + 6 * 5)
+    targets = torch.zeros(4, 3, 5)
+    targets[..., :2] = torch.randn(4, 3, 2)
+    targets[..., 2:] = torch.nn.functional.one_hot(torch.randint(0, 3, (4, 3)), 3).float()
+    offset, pen = step_nll(split_output(out, 5), targets)
+    for t in range(4):
+        for b in range(3):
+            o, p = direct_nll(out[t, b], targets[t, b].tolist(), 5)
+            assert offset[t, b].item() == pytest.approx(o, rel=1e-4)
+            assert pen[t, b].item() == pytest.approx(p, rel=1e-4)
+
+
+def test_masking_offsets_only_at_real_points_pen_over_n_plus_one_steps():
+    a = np.array([[0.5, 0.1, 0], [0.2, -0.3, 1]], dtype=np.float32)
+    b = np.array([[1.0, 1.0, 1]], dtype=np.float32)
+    batch = stroke5_batch([a, b], [0, 0])
+    offset, pen = torch.rand(3, 2) + 1, torch.rand(3, 2) + 1
+    nll = per_drawing_nll(offset, pen, batch.targets, batch.lengths)
+    expected_a = (offset[:2, 0].sum() + pen[:3, 0].sum()) / 3
+    expected_b = (offset[:1, 1].sum() + pen[:2, 1].sum()) / 2
+    torch.testing.assert_close(nll, torch.stack([expected_a, expected_b]))
+    # Training: offsets at the 3 real points, pen at all 6 steps (padding included), / 6.
+    expected = (offset[:2, 0].sum() + offset[0, 1] + pen.sum()) / 6
+    torch.testing.assert_close(training_loss(offset, pen, batch.targets), expected)
+
+
+def test_padding_does_not_change_a_drawings_evaluation():
+    torch.manual_seed(1)
+    model = SketchRNN(SMALL).eval()
+    short = np.array([[0.5, 0.1, 0], [0.2, -0.3, 1]], dtype=np.float32)
+    long = np.tile(np.array([[0.1, 0.2, 0]], dtype=np.float32), (9, 1))
+    alone = stroke5_batch([short], [0])
+    padded = stroke5_batch([short, long], [0, 0])
+    nll_alone = per_drawing_nll(*model(alone.inputs, alone.targets, alone.lengths)[:2], alone.targets, alone.lengths)
+    nll_padded = per_drawing_nll(*model(padded.inputs, padded.targets, padded.lengths)[:2], padded.targets, padded.lengths)
+    torch.testing.assert_close(nll_alone[0], nll_padded[0])
+
+
+def test_kl_weight_anneals_from_start_toward_max():
+    w = [exponential_anneal(s, 0.01, 0.5, 0.99995) for s in (0, 1000, 100_000, 10**7)]
+    assert w[0] == pytest.approx(0.01) and w[0] < w[1] < w[2] < 0.5 and w[3] == pytest.approx(0.5)
+
+
+def test_vae_kl_is_zero_for_a_standard_normal_posterior():
+    torch.manual_seed(2)
+    model = SketchRNN(SketchRNNConfig(mode="vae", hidden=16, mixtures=2, encoder_hidden=8, z_size=4))
+    batch = stroke5_batch([np.array([[1, 2, 0], [3, 4, 1]], dtype=np.float32)], [0])
+    with torch.no_grad():
+        model.to_latent.weight.zero_()
+        model.to_latent.bias.zero_()
+    _, _, kl = model(batch.inputs, batch.targets, batch.lengths)
+    torch.testing.assert_close(kl, torch.zeros(1))
+
+
+def test_imported_monkey_model_scores_the_reference_nll(shared_data):
+    """-0.693 +- 0.002 on drawings 900-999: an independent numpy computation of the metric."""
+    loaded = load_model(shared_data / "models" / "monkey.gen.json")
+    assert loaded.model.config.hidden == 512 and loaded.classes == ["monkey"]
+    from sketchrnn.data import load_sketches
+    from sketchrnn.data import SketchSet
+
+    every = load_sketches([shared_data / "sketches" / "quickdraw" / "monkey-1000.ndjson"]).splits["all"]
+    chosen = range(900, 1000)
+    subset = SketchSet([every.drawings[i] for i in chosen], every.labels[900:1000], every.key_ids[900:1000])
+    result = evaluate_nll(loaded.model, loaded.scale_factor, subset)
+    assert result["nll"] == pytest.approx(-0.693, abs=0.002) and result["drawings"] == 100
+
+
+def test_gen_json_mode_spellings_and_bad_files(shared_data, tmp_path):
+    info, dims, weights = json.loads((shared_data / "models" / "sheep.gen.json").read_text())
+    for mode in (2, "gen"):
+        info["mode"] = mode
+        (tmp_path / "m.gen.json").write_text(json.dumps([info, dims, weights]))
+        assert import_gen_json(tmp_path / "m.gen.json").model.config.hidden == 512
+    info["mode"] = 1
+    (tmp_path / "vae.gen.json").write_text(json.dumps([info, dims, weights]))
+    with pytest.raises(ModelFileError, match="vae.gen.json: mode 1 is not a decoder-only"):
+        import_gen_json(tmp_path / "vae.gen.json")
+    (tmp_path / "junk.gen.json").write_text("{")
+    with pytest.raises(ModelFileError, match="junk.gen.json: not a sketch-rnn-js model"):
+        import_gen_json(tmp_path / "junk.gen.json")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFileError, match="junk.pt"):
+        load_model(tmp_path / "junk.pt")
+
+
+def test_import_round_trip_through_our_checkpoint(shared_data, tmp_path):
+    gen = import_gen_json(shared_data / "models" / "bird.gen.json")
+    save_model(gen, tmp_path / "bird.pt")
+    again = load_model(tmp_path / "bird.pt")
+    assert again.scale_factor == gen.scale_factor and again.classes == ["bird"]
+    for a, b in zip(gen.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_models_download_from_a_local_server(shared_data, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(shared_data / "models" / "rabbit.gen.json", served / "rabbit.gen.json")
+    (served / "broken.gen.json").write_text("[]")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Quiet(*a, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        path = download_model("rabbit", tmp_path / "cache", base_url=base)
+        assert path.read_bytes() == (served / "rabbit.gen.json").read_bytes()
+        assert load_model(path).classes == ["rabbit"]
+        with pytest.raises(ModelFileError, match="broken.gen.json"):
+            download_model("broken", tmp_path / "cache", base_url=base)
+        with pytest.raises(ModelFileError, match="download failed"):
+            download_model("unicorn", tmp_path / "cache", base_url=base)
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["rabbit.gen.json"]
+    finally:
+        server.shutdown()
+
+
+def test_sampler_repeats_with_a_seed_and_batches_k_alternatives(shared_data):
+    loaded = load_model(shared_data / "models" / "sheep.gen.json")
+    a = Sampler(loaded.model, loaded.scale_factor, k=3, seed=7).run(60)
+    b = Sampler(loaded.model, loaded.scale_factor, k=3, seed=7).run(60)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], a[1])  # the alternatives differ
+    greedy = [Sampler(loaded.model, loaded.scale_factor, k=2, greedy=True).run(40) for _ in range(2)]
+    assert np.array_equal(greedy[0][0], greedy[0][1]) and np.array_equal(greedy[0][0], greedy[1][0])
+
+
+def test_priming_equals_one_pass_over_the_concatenation(shared_data):
+    loaded = load_model(shared_data / "models" / "sheep.gen.json")
+    from sketchrnn.strokes import read_ndjson
+
+    drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "cat.ndjson")[0][0].strokes
+    sampler = Sampler(loaded.model, loaded.scale_factor, k=2, seed=0).prime(drawing[:20])
+    for point in drawing[20:30]:  # step through the rest of the prefix, feeding its points
+        sampler.step()
+        sampler.next_input = stroke3_to_inputs(point[None], loaded.scale_factor).expand(2, 5)
+    whole = Sampler(loaded.model, loaded.scale_factor, k=2, seed=0).prime(drawing[:30])
+    torch.testing.assert_close(sampler.next_input, whole.next_input)
+    for x, y in zip(sampler.state, whole.state):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+    # A clone continues exactly like the original.
+    twin = whole.clone()
+    assert np.array_equal(twin.run(30)[0], whole.run(30)[0])
+
+
+def test_training_lowers_the_loss_and_resumes(sketches_dir, tmp_path):
+    data = [str(sketches_dir / "quickdraw" / "simplified" / f"{c}.ndjson") for c in ("cat", "sheep", "bird")]
+    cfg = SketchTrainConfig(batch_size=16, steps=50, eval_every=25, lr=3e-3, max_len=100)
+    summary = train_sketch_model(data, tmp_path, SMALL, cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_loss = [r["loss"] for r in rows if r["split"] == "train"]
+    assert train_loss[-1] < train_loss[0] - 0.2, train_loss  # measured: 3.12 -> 2.70
+    assert (tmp_path / "samples-000050.svg").exists() and (tmp_path / "learning_curve.svg").exists()
+    loaded = load_model(tmp_path / "best.pt")
+    assert loaded.classes == ["cat", "sheep", "bird"] and loaded.model.config.hidden == 32
+    resumed = train_sketch_model(data, tmp_path, SMALL, SketchTrainConfig(**{**cfg.__dict__, "steps": 60}),
+                                 resume=True, progress=False)
+    assert resumed["step"] == 60 and summary["step"] == 50
+
+
+def test_vae_trains_and_reports_kl(sketches_dir, tmp_path):
+    data = [str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")]
+    config = SketchRNNConfig(mode="vae", hidden=16, mixtures=2, encoder_hidden=8, z_size=4, dropout=0.1)
+    summary = train_sketch_model(data, tmp_path, config, SketchTrainConfig(batch_size=8, steps=4, eval_every=4),
+                                 progress=False)
+    valid = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
+    assert "kl" in valid and math.isfinite(summary["valid_loss"])
+
+
+def test_model_commands(shared_data, tmp_path, capsys):
+    monkey = str(shared_data / "models" / "monkey.gen.json")
+    drawings = str(shared_data / "sketches" / "quickdraw" / "monkey-1000.ndjson")
+    assert main(["eval", "--model", monkey, "--data", drawings, "--range", "990:1000", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["drawings"] == 10 and result["points"] > 0 and result["nll"] < 0
+    assert main(["import", monkey, "--out", str(tmp_path / "monkey.pt")]) == 0
+    assert main(["sample", "--model", str(tmp_path / "monkey.pt"), "--n", "4", "--seed", "1",
+                 "--out", str(tmp_path / "s.svg")]) == 0
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps([[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]))
+    assert main(["complete", "--model", monkey, "--input", str(partial), "--n", "3", "--seed", "1",
+                 "--out", str(tmp_path / "c.svg"), "--json", str(tmp_path / "c.json")]) == 0
+    out = json.loads((tmp_path / "c.json").read_text())
+    assert len(out["continuations"]) == 3 and len(out["input"]) == 5
+    assert (tmp_path / "c.svg").read_text().count("#d62728") >= 3
+    assert main(["eval", "--model", str(tmp_path / "nothing.pt"), "--data", drawings]) == 2
+    assert "no such model file" in capsys.readouterr().err
