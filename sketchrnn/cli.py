@@ -208,10 +208,55 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    from sketchrnn.checkpoints import import_gen_json, save_model
+def _drawings_from(args):
+    from sketchrnn.data import load_sketches
 
-    loaded = import_gen_json(args.file)
+    sketches = load_sketches(args.data, seed=args.seed or 0).splits[args.split]
+    if len(sketches) == 0:
+        raise StrokeFormatError(f"{', '.join(args.data)}: the {args.split} split is empty")
+    return sketches
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from sketchrnn.render import render_grid
+    from sketchrnn.sampler import Sampler, encode
+
+    loaded = _model(args)
+    sketches = _drawings_from(args)
+    chosen = np.random.default_rng(args.seed).permutation(len(sketches))[: args.n]
+    originals = [sketches.drawings[i] for i in chosen]
+    z = encode(loaded.model, loaded.scale_factor, originals)
+    rebuilt = Sampler(loaded.model, loaded.scale_factor, k=len(originals), temperature=args.temperature,
+                      seed=args.seed, z=z).run(args.max_points)
+    pairs = [d for pair in zip(originals, rebuilt) for d in pair]
+    render_grid(pairs, args.out, columns=2, titles=["original", "reconstruction"] * len(originals))
+    print(f"wrote {len(originals)} drawings and their reconstructions to {args.out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    import torch
+
+    from sketchrnn.render import render_grid
+    from sketchrnn.sampler import Sampler, encode, slerp
+
+    loaded = _model(args)
+    sketches = _drawings_from(args)
+    ends = [sketches.drawings[i] for i in (args.first, args.second)]
+    za, zb = encode(loaded.model, loaded.scale_factor, ends)
+    ts = np.linspace(0.0, 1.0, args.steps)
+    z = torch.stack([slerp(za, zb, float(t)) for t in ts])
+    drawings = Sampler(loaded.model, loaded.scale_factor, k=len(ts), temperature=args.temperature,
+                       seed=args.seed, z=z).run(args.max_points)
+    render_grid(drawings, args.out, columns=len(ts), titles=[f"t={t:.2f}" for t in ts])
+    print(f"wrote {len(ts)} drawings from drawing {args.first} to {args.second} to {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from sketchrnn.checkpoints import load_model, save_model
+
+    loaded = load_model(args.file)
     save_model(loaded, args.out)
     print(f"imported {loaded.name} (LSTM {loaded.model.config.hidden}, scale factor "
           f"{loaded.scale_factor:.4f}) to {args.out}")
@@ -368,8 +413,31 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--json", help="also write the input and continuations (stroke-3) to this JSON file")
     co.set_defaults(func=cmd_complete)
 
-    im = commands.add_parser("import", help="convert a sketch-rnn-js .gen.json into a checkpoint")
-    im.add_argument("file", help="the .gen.json file")
+    def vae_input(sub):
+        model_flag(sub)
+        sub.add_argument("--data", nargs="+", required=True, help=".npz or .ndjson files to take drawings from")
+        sub.add_argument("--split", choices=[*SPLITS, "all"], default="test", help="split to take them from (default: test)")
+        sub.add_argument("--temperature", type=float, default=0.2, help="decoding randomness (default: 0.2)")
+        sub.add_argument("--max-points", type=int, default=250, help="longest drawing (default: 250)")
+
+    rc = commands.add_parser("reconstruct", help="VAE: drawings beside their reconstructions, as SVG")
+    vae_input(rc)
+    rc.add_argument("--n", type=int, default=8, help="how many drawings (default: 8)")
+    rc.add_argument("--out", default="reconstructions.svg", help="SVG file (default: reconstructions.svg)")
+    rc.set_defaults(func=cmd_reconstruct)
+
+    ip = commands.add_parser("interpolate", help="VAE: slerp between two encoded drawings, as SVG")
+    vae_input(ip)
+    ip.add_argument("--first", type=int, default=0, help="index of the first drawing in the split (default: 0)")
+    ip.add_argument("--second", type=int, default=1, help="index of the second drawing (default: 1)")
+    ip.add_argument("--steps", type=int, default=8, help="drawings along the path, ends included (default: 8)")
+    ip.add_argument("--out", default="interpolation.svg", help="SVG file (default: interpolation.svg)")
+    ip.set_defaults(func=cmd_interpolate)
+
+    im = commands.add_parser("import", help="a .gen.json or training checkpoint as a standalone model file",
+                             description="Convert a sketch-rnn-js .gen.json, or slim a training checkpoint "
+                                         "(dropping optimizer and RNG state), into a standalone model file.")
+    im.add_argument("file", help="a .gen.json file or a training checkpoint (best.pt / last.pt)")
     im.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     im.set_defaults(func=cmd_import)
 
@@ -387,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (StrokeFormatError, ModelFileError) as e:
+    except (StrokeFormatError, ModelFileError, ValueError) as e:
         print(f"sketchrnn: error: {e}", file=sys.stderr)
         return 2
 

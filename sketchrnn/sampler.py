@@ -126,3 +126,25 @@ class Sampler:
         twin.generator = torch.Generator()
         twin.generator.set_state(self.generator.get_state())
         return twin
+
+
+@torch.no_grad()
+def encode(model: SketchRNN, scale_factor: float, drawings: list[np.ndarray]) -> torch.Tensor:
+    """The mean latent mu (n, z) of each drawing under a VAE model."""
+    from sketchrnn.data import clamp_offsets, stroke5_batch
+
+    if model.config.mode != "vae":
+        raise ValueError("encoding needs a VAE model (trained with --mode vae)")
+    normalised = [clamp_offsets(d) / np.float32([scale_factor, scale_factor, 1.0]) for d in drawings]
+    batch = stroke5_batch(normalised, np.zeros(len(drawings), dtype=np.int64))
+    mu, _ = model.eval().encode(batch.targets, batch.lengths - 1)
+    return mu
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latents, as Magenta's notebook: it keeps the norm a
+    Gaussian latent typically has, where a straight line would pass near the origin."""
+    omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)

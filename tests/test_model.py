@@ -232,3 +232,30 @@ def test_model_commands(shared_data, tmp_path, capsys):
     assert (tmp_path / "c.svg").read_text().count("#d62728") >= 3
     assert main(["eval", "--model", str(tmp_path / "nothing.pt"), "--data", drawings]) == 2
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_vae_reconstruct_and_interpolate_commands(sketches_dir, tmp_path, capsys):
+    data = str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")
+    config = SketchRNNConfig(mode="vae", hidden=16, mixtures=2, encoder_hidden=8, z_size=4)
+    train_sketch_model([data], tmp_path / "run", config, SketchTrainConfig(batch_size=8, steps=2, eval_every=2),
+                       progress=False)
+    model = str(tmp_path / "run" / "best.pt")
+    assert main(["reconstruct", "--model", model, "--data", data, "--split", "all", "--n", "3", "--seed", "0",
+                 "--max-points", "30", "--out", str(tmp_path / "r.svg")]) == 0
+    assert (tmp_path / "r.svg").read_text().count(">reconstruction<") == 3
+    assert main(["interpolate", "--model", model, "--data", data, "--split", "all", "--steps", "5", "--seed", "0",
+                 "--max-points", "30", "--out", str(tmp_path / "i.svg")]) == 0
+    assert ">t=0.50<" in (tmp_path / "i.svg").read_text()
+    # A decoder-only model cannot encode: a clear refusal, not a traceback.
+    monkey = str(sketches_dir.parent / "models" / "monkey.gen.json")
+    assert main(["reconstruct", "--model", monkey, "--data", data, "--split", "all"]) == 2
+    assert "needs a VAE model" in capsys.readouterr().err
+
+
+def test_slerp_keeps_the_ends_and_the_norm_between_orthogonal_latents():
+    from sketchrnn.sampler import slerp
+
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    torch.testing.assert_close(slerp(a, b, 0.0), a)
+    torch.testing.assert_close(slerp(a, b, 1.0), b)
+    assert slerp(a, b, 0.5).norm().item() == pytest.approx(1.0)

@@ -73,6 +73,9 @@ def save_atomic(obj: Any, path: Path) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make checkpoints private
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
