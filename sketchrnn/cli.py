@@ -150,7 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             overlong=args.overlong, bucket=not args.no_bucket, steps=args.steps,
                             minutes=args.minutes, eval_every=args.eval_every, seed=args.seed, device=device)
     summary = train_sketch_model(args.data, args.out, model_cfg, cfg, resume=args.resume, progress=not args.quiet)
-    print(json.dumps(summary))
+    if args.quiet:  # the engine printed nothing: the summary as one JSON line
+        print(json.dumps(summary))
     return 0
 
 

@@ -229,6 +229,7 @@ def train(
         return metrics
 
     status, last_eval, train_loss, valid = "budget", step, math.nan, {}
+    start_step = step
     bar = tqdm(total=cfg.steps or None, initial=step, unit="step", disable=not progress, dynamic_ncols=True)
     running_loss, running_n = 0.0, 0
     with _stop_on_sigint() as sigint:
@@ -269,6 +270,10 @@ def train(
                     step += 1
                     break
             step += 1
+            if cfg.minutes:  # a time budget: predict the total from the rate so far, for the ETA
+                spent = time.monotonic() - started
+                predicted = start_step + int((step - start_step) * cfg.minutes * 60 / max(spent, 1e-9))
+                bar.total = min(predicted, cfg.steps) if cfg.steps else predicted
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 train_loss = running_loss / max(running_n, 1)
