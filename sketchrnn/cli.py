@@ -254,6 +254,38 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from server.app import Limits, run
+    from sketchrnn.checkpoints import load_model
+
+    paths = []
+    for given in args.model or [None]:
+        if given is not None and Path(given).is_dir():
+            found = sorted(p for p in Path(given).iterdir() if p.suffix == ".pt" or p.name.endswith(".gen.json"))
+            if not found:
+                raise ModelFileError(f"{given}: no .pt or .gen.json models in this folder")
+            paths += found
+        else:
+            paths.append(given)
+    models = {}
+    for path in paths:
+        loaded = load_model(path)
+        name, i = loaded.name, 2
+        while name in models:  # two files with one name: keep both, told apart
+            name, i = f"{loaded.name}-{i}", i + 1
+        models[name] = loaded
+    limits = Limits(max_message_bytes=args.max_message_bytes, max_input_points=args.max_input_points,
+                    max_points=args.max_points, max_n=args.max_n, requests_per_second=args.rate,
+                    max_connections=args.max_connections, max_batch=args.max_batch)
+    origins = None if args.origins is None else [None if o == "none" else o for o in args.origins]
+    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws); Ctrl-C stops")
+    asyncio.run(run(models, args.host, args.port, limits, origins, args.token))
+    print("stopped")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from sketchrnn.checkpoints import load_model, save_model
 
@@ -441,6 +473,27 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("file", help="a .gen.json file or a training checkpoint (best.pt / last.pt)")
     im.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     im.set_defaults(func=cmd_import)
+
+    from server.app import Limits
+
+    lim = Limits()
+    sv = commands.add_parser("serve", help="stream completions over a WebSocket, and serve the client",
+                             description="Serve the drawing client at / and completions at /ws (protocol v1, "
+                                         "docs/protocol.md); /healthz lists the models.")
+    sv.add_argument("--model", nargs="+", help="checkpoints, .gen.json files or folders of them (default: the shipped sheep model)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
+                                                 "(default: this server and localhost, and none)")
+    sv.add_argument("--token", help="require this token: ?token= in the URL or a first {\"type\": \"auth\"} message")
+    sv.add_argument("--max-message-bytes", type=int, default=lim.max_message_bytes, help=f"largest message (default: {lim.max_message_bytes})")
+    sv.add_argument("--max-input-points", type=int, default=lim.max_input_points, help=f"points in a request's strokes (default: {lim.max_input_points})")
+    sv.add_argument("--max-points", type=int, default=lim.max_points, help=f"points per alternative (default: {lim.max_points})")
+    sv.add_argument("--max-n", type=int, default=lim.max_n, help=f"alternatives per request (default: {lim.max_n})")
+    sv.add_argument("--rate", type=float, default=lim.requests_per_second, help=f"requests per second per connection (default: {lim.requests_per_second:g})")
+    sv.add_argument("--max-connections", type=int, default=lim.max_connections, help=f"concurrent connections (default: {lim.max_connections})")
+    sv.add_argument("--max-batch", type=int, default=lim.max_batch, help=f"alternatives stepped at once per model (default: {lim.max_batch})")
+    sv.set_defaults(func=cmd_serve)
 
     models = commands.add_parser("models", help="Magenta's pretrained models")
     models_commands = models.add_subparsers(dest="action", required=True, metavar="ACTION")

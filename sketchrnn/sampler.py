@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sketchrnn.data import S0
-from sketchrnn.model import SketchRNN
+from sketchrnn.model import MixtureParams, SketchRNN
 
 
 @dataclass
@@ -21,6 +21,39 @@ class Step:
     points: np.ndarray  # (k, 3) [dx, dy, p] per alternative, in the drawing's units
     ended: np.ndarray  # (k,) True where this step is the alternative's end of sketch
     active: np.ndarray  # (k,) False where the alternative had ended before: its row means nothing
+
+
+def sample_points(p: MixtureParams, temperature: torch.Tensor, greedy: torch.Tensor, uniforms: torch.Tensor):
+    """One point per row from a step's output distribution -> (dx, dy, pen index), in model units.
+
+    Row b uses temperature[b] (B, 1), greedy[b] (B,) and its own four uniforms[b] (B, 4), so a
+    row's draw depends only on its own random stream: a seeded request repeats exactly whichever
+    other rows share its batch. Pen and component by inverse CDF; offsets by Box-Muller.
+    """
+    u = uniforms.to(p.mu_x.dtype).T.contiguous()  # (4, B): each row of draws contiguous
+    pen_cdf = torch.softmax(p.pen_logits / temperature, -1).cumsum(-1)
+    pi_cdf = torch.softmax(p.log_pi / temperature, -1).cumsum(-1)
+    pen = torch.searchsorted(pen_cdf, u[0, :, None]).clamp_max(2)[:, 0]
+    component = torch.searchsorted(pi_cdf, u[1, :, None]).clamp_max(pi_cdf.shape[-1] - 1)
+    pen = torch.where(greedy, p.pen_logits.argmax(-1), pen)
+    component = torch.where(greedy[:, None], p.log_pi.argmax(-1, keepdim=True), component)
+
+    def pick(t):
+        return t.gather(-1, component)[:, 0]
+
+    mu_x, mu_y, rho = pick(p.mu_x), pick(p.mu_y), pick(p.rho)
+    radius = torch.sqrt(-2 * torch.log1p(-u[2]))  # 1 - u in (0, 1]: log never sees 0
+    n1, n2 = radius * torch.cos(2 * torch.pi * u[3]), radius * torch.sin(2 * torch.pi * u[3])
+    spread = torch.where(greedy, 0.0, torch.sqrt(temperature[:, 0]))
+    sx, sy = torch.exp(pick(p.log_sigma_x)) * spread, torch.exp(pick(p.log_sigma_y)) * spread
+    dx = mu_x + sx * n1
+    dy = mu_y + sy * (rho * n1 + torch.sqrt(1 - rho**2) * n2)
+    return dx, dy, pen
+
+
+def next_inputs(dx: torch.Tensor, dy: torch.Tensor, pen: torch.Tensor) -> torch.Tensor:
+    """The sampled points as the decoder's next stroke-5 inputs (B, 5)."""
+    return torch.cat([torch.stack([dx, dy], -1), torch.nn.functional.one_hot(pen, 3).to(dx.dtype)], -1)
 
 
 def stroke3_to_inputs(stroke3: np.ndarray, scale: float) -> torch.Tensor:
@@ -49,11 +82,7 @@ class Sampler:
         self.model = model.eval()
         self.scale, self.k = scale_factor, k
         self.temperature, self.greedy = temperature, greedy
-        self.generator = torch.Generator()
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.z = None if z is None else z.expand(k, -1)
         self.state = model.initial_state(k, self.z)
         self.next_input = torch.tensor(S0).expand(k, 5)
@@ -78,29 +107,10 @@ class Sampler:
     @torch.no_grad()
     def step(self) -> Step:
         out, self.state = self._decode(self.next_input[None])
-        p = self.model.params(out[0])
-        tau, g = self.temperature, self.generator
-        if self.greedy:
-            pen = p.pen_logits.argmax(-1)
-            component = p.log_pi.argmax(-1, keepdim=True)
-        else:
-            pen = torch.multinomial(torch.softmax(p.pen_logits / tau, -1), 1, generator=g)[:, 0]
-            component = torch.multinomial(torch.softmax(p.log_pi / tau, -1), 1, generator=g)
-
-        def pick(t):
-            return t.gather(-1, component)[:, 0]
-
-        mu_x, mu_y, rho = pick(p.mu_x), pick(p.mu_y), pick(p.rho)
-        if self.greedy:
-            dx, dy = mu_x, mu_y
-        else:
-            sx = torch.exp(pick(p.log_sigma_x)) * tau**0.5
-            sy = torch.exp(pick(p.log_sigma_y)) * tau**0.5
-            n1, n2 = torch.randn(2, self.k, generator=g)
-            dx = mu_x + sx * n1
-            dy = mu_y + sy * (rho * n1 + torch.sqrt(1 - rho**2) * n2)
-        pen_onehot = torch.nn.functional.one_hot(pen, 3).float()
-        self.next_input = torch.cat([torch.stack([dx, dy], -1), pen_onehot], -1)
+        tau = torch.full((self.k, 1), self.temperature)
+        greedy = torch.full((self.k,), self.greedy)
+        dx, dy, pen = sample_points(self.model.params(out[0]), tau, greedy, torch.from_numpy(self.rng.random((self.k, 4))))
+        self.next_input = next_inputs(dx, dy, pen)
         active = ~self.done
         ended = (pen == 2).numpy() & active
         self.done |= ended
@@ -123,8 +133,7 @@ class Sampler:
         twin = copy.copy(self)
         twin.state = tuple(s.clone() for s in self.state)
         twin.done = self.done.copy()
-        twin.generator = torch.Generator()
-        twin.generator.set_state(self.generator.get_state())
+        twin.rng = copy.deepcopy(self.rng)
         return twin
 
 

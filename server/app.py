@@ -1,0 +1,315 @@
+"""The WebSocket service: the client's static files, ``/healthz``, and completions streamed point
+by point over ``/ws`` (protocol v1, ``docs/protocol.md``), on websockets' asyncio API."""
+
+import asyncio
+import http
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from server.worker import ModelWorker, Stream
+from sketchrnn.checkpoints import LoadedModel
+
+PROTOCOL = 1
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+# The only files served over HTTP: request paths are looked up here, never joined onto a path.
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+MAX_COORDINATE = 1e6  # larger than any screen by far: anything beyond is not a drawing
+
+
+@dataclass
+class Limits:
+    max_message_bytes: int = 256 * 1024  # a long drawing is a few tens of KB of JSON
+    max_input_points: int = 2000  # points in one request's strokes
+    max_points: int = 250  # points per alternative (Magenta's max_seq_len)
+    max_n: int = 9  # alternatives per request
+    requests_per_second: float = 10.0  # per connection, sustained; bursts of twice that
+    max_connections: int = 1000  # beyond: HTTP 503 at the handshake
+    max_batch: int = 1024  # alternatives stepped at once per model; beyond: "overloaded"
+
+
+class RequestError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                       ("Cache-Control", "no-cache")])
+    return Response(status.value, status.phrase, headers, body)
+
+
+def _number(value, field: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RequestError("bad_request", f"{field} must be a finite number")
+    if not low <= value <= high:
+        raise RequestError("bad_request", f"{field} must be between {low:g} and {high:g}, got {value:g}")
+    return float(value)
+
+
+def _integer(value, field: str, low: int, high: int, code: str = "bad_request") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError("bad_request", f"{field} must be an integer")
+    if not low <= value <= high:
+        raise RequestError(code, f"{field} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_strokes(strokes, limit: int) -> list[np.ndarray]:
+    """Absolute polylines from the client -> arrays, or a RequestError naming the problem."""
+    if not isinstance(strokes, list) or not strokes:
+        raise RequestError("bad_request", "strokes must be a non-empty list of strokes [[x, y], ...]")
+    total = sum(len(s) if isinstance(s, list) else 0 for s in strokes)
+    if total > limit:
+        raise RequestError("too_large", f"strokes hold {total} points; the limit is {limit}")
+    parsed = []
+    for i, stroke in enumerate(strokes):
+        if not isinstance(stroke, list) or not stroke:
+            raise RequestError("bad_request", f"strokes[{i}] must be a non-empty list of [x, y] points")
+        for j, point in enumerate(stroke):
+            if (not isinstance(point, list) or len(point) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
+                raise RequestError("bad_request", f"strokes[{i}][{j}] must be [x, y] with numbers")
+            if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in point):
+                raise RequestError("bad_request", f"strokes[{i}][{j}] must be finite, within ±{MAX_COORDINATE:g}")
+        points = np.array(stroke, dtype=np.float64)
+        parsed.append(points if len(points) > 1 else np.repeat(points, 2, axis=0))  # a tap is a dot
+    return parsed
+
+
+class CompletionServer:
+    def __init__(self, models: dict[str, LoadedModel], limits: Limits, origins: list[str | None] | None,
+                 token: str | None = None):
+        if not models:
+            raise ValueError("no model to serve")
+        self.models, self.limits, self.origins, self.token = models, limits, origins, token
+        self.workers = {name: ModelWorker(m, limits.max_batch) for name, m in models.items()}
+        self.default_model = next(iter(models))
+        self.static = {path: (CLIENT_DIR / name).read_bytes() for path, (name, _) in STATIC_FILES.items()
+                       if (CLIENT_DIR / name).is_file()}
+        self.connections = 0
+
+    def hello(self) -> dict:
+        models = [{"name": name, "mode": m.model.config.mode, "max_points": self.limits.max_points,
+                   "classes": m.classes, "scale_factor": m.scale_factor} for name, m in self.models.items()]
+        return {"type": "hello", "protocol": PROTOCOL, "models": models, "limits": asdict(self.limits)}
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path == "/healthz":
+            body = {"status": "ok", "models": list(self.models), "connections": self.connections,
+                    "streams": sum(w.rows for w in self.workers.values())}
+            return _response(http.HTTPStatus.OK, json.dumps(body).encode(), "application/json")
+        if url.path in self.static:
+            return _response(http.HTTPStatus.OK, self.static[url.path], STATIC_FILES[url.path][1])
+        if url.path != "/ws":
+            return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+        if self.connections >= self.limits.max_connections:
+            return _response(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                             f"server full: {self.limits.max_connections} connections\n".encode(), "text/plain")
+        given = parse_qs(url.query).get("token")
+        if self.token is not None and given is not None and given[0] != self.token:
+            return _response(http.HTTPStatus.UNAUTHORIZED, b"bad token\n", "text/plain")
+        return None
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        loop = asyncio.get_running_loop()
+        outbox: asyncio.Queue = asyncio.Queue()
+        sender = asyncio.create_task(self._send(ws, outbox))
+        current: Stream | None = None
+        allowance, last = 2 * self.limits.requests_per_second, time.monotonic()
+        authorised = self.token is None or parse_qs(urlsplit(ws.request.path).query).get("token") == [self.token]
+
+        def emit(messages: list[dict]) -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(outbox.put_nowait, messages)
+
+        try:
+            await ws.send(json.dumps(self.hello()))
+            async for raw in ws:
+                now = time.monotonic()
+                allowance = min(2 * self.limits.requests_per_second,
+                                allowance + (now - last) * self.limits.requests_per_second)
+                last = now
+                try:
+                    message = self._decode(raw)
+                    if not authorised:
+                        if message.get("type") == "auth" and message.get("token") == self.token:
+                            authorised = True
+                            continue
+                        outbox.put_nowait([{"type": "error", "code": "unauthorized",
+                                            "message": "send {\"type\": \"auth\", \"token\": ...} first, or connect with ?token="}])
+                        await outbox.join()
+                        await ws.close(1008, "unauthorized")
+                        return
+                    if allowance < 1:
+                        raise RequestError("rate_limited", f"more than {self.limits.requests_per_second:g} "
+                                                           "requests per second on this connection")
+                    allowance -= 1
+                    kind = message.get("type")
+                    if kind == "complete":
+                        if current is not None:
+                            current.cancelled = True  # someone drawing again wants the new ending
+                        current = None
+                        current = self._start(message, emit)
+                    elif kind == "cancel":
+                        if current is not None and current.id == message.get("id"):
+                            current.cancelled = True
+                    else:
+                        raise RequestError("bad_request", f"unknown message type {kind!r}; expected complete or cancel")
+                except RequestError as e:
+                    error = {"type": "error", "code": e.code, "message": e.message}
+                    if isinstance(message_id := _id_of(raw), str):
+                        error["id"] = message_id
+                    outbox.put_nowait([error])
+        except ConnectionClosed:
+            pass
+        finally:
+            if current is not None:
+                current.cancelled = True  # the worker frees its rows at the next step
+            self.connections -= 1
+            sender.cancel()
+
+    def _decode(self, raw) -> dict:
+        if isinstance(raw, bytes):
+            raise RequestError("bad_request", "binary frames are not part of the protocol; send JSON text")
+        try:
+            message = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            raise RequestError("bad_request", "message is not valid JSON") from None
+        if not isinstance(message, dict):
+            raise RequestError("bad_request", "message must be a JSON object")
+        return message
+
+    def _start(self, message: dict, emit) -> Stream:
+        request_id = message.get("id")
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
+            raise RequestError("bad_request", "id must be a string of 1 to 64 characters")
+        name = message.get("model", self.default_model)
+        if name not in self.models:
+            raise RequestError("unknown_model", f"model {name!r} is not served; served: {', '.join(self.models)}")
+        limits, loaded = self.limits, self.models[name]
+        strokes = parse_strokes(message.get("strokes"), limits.max_input_points)
+        temperature = _number(message.get("temperature", 0.25), "temperature", 0.01, 2.0)
+        n = _integer(message.get("n", 1), "n", 1, limits.max_n, "too_large")
+        max_points = _integer(message.get("max_points", limits.max_points), "max_points", 1, limits.max_points, "too_large")
+        seed = message.get("seed")
+        if seed is not None:
+            seed = _integer(seed, "seed", 0, 2**63 - 1)
+        greedy = message.get("greedy", False)
+        if not isinstance(greedy, bool):
+            raise RequestError("bad_request", "greedy must be true or false")
+        offsets = np.diff(np.concatenate(strokes), axis=0)
+        scale = message.get("scale")
+        if scale is not None:
+            scale = _number(scale, "scale", 1e-6, 1e6)
+        elif len(offsets) >= 2 and offsets.std() > 0:
+            scale = float(offsets.std())  # the drawing's own step size becomes the model's unit
+        else:
+            scale = loaded.scale_factor
+        stroke3 = _to_stroke3(strokes) / np.array([scale, scale, 1.0])
+        stream = Stream(request_id, stroke3.astype(np.float32), n, max_points, temperature, greedy,
+                        np.random.default_rng(seed), emit, scale, tuple(strokes[-1][-1]))
+        if not self.workers[name].submit(stream):
+            raise RequestError("overloaded", f"model {name!r} is stepping its limit of {limits.max_batch} "
+                                             "alternatives; try again shortly")
+        return stream
+
+    async def _send(self, ws: ServerConnection, outbox: asyncio.Queue) -> None:
+        """Drain the outbox, joining each alternative's queued points into one message."""
+        while True:
+            batches = [await outbox.get()]
+            while not outbox.empty():
+                batches.append(outbox.get_nowait())
+            merged: list[dict] = []
+            for message in (m for batch in batches for m in batch):
+                previous = merged[-1] if merged else None
+                if (message["type"] == "points" and previous is not None and previous["type"] == "points"
+                        and previous["id"] == message["id"] and previous["k"] == message["k"]):
+                    previous["points"] += message["points"]
+                else:
+                    merged.append(message)
+            try:
+                for message in merged:
+                    await ws.send(json.dumps(message))
+            except ConnectionClosed:
+                pass
+            except Exception:  # a bug here must not leave the client waiting in silence
+                logging.getLogger("sketchrnn.server").exception("sending failed; closing the connection")
+                await ws.close(1011, "internal error")
+            finally:
+                for _ in batches:
+                    outbox.task_done()
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+
+def _id_of(raw) -> object:
+    try:
+        message = json.loads(raw)
+        return message.get("id") if isinstance(message, dict) else None
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def _to_stroke3(strokes: list[np.ndarray]) -> np.ndarray:
+    """Absolute polylines -> stroke-3 whose first offset is (0, 0)."""
+    points = np.concatenate(strokes)
+    pen = np.zeros(len(points))
+    pen[np.cumsum([len(s) for s in strokes]) - 1] = 1.0
+    offsets = np.diff(points, axis=0, prepend=points[:1])
+    return np.column_stack([offsets, pen])
+
+
+def default_origins(host: str, port: int) -> list[str | None]:
+    """The server's own origin and localhost; None admits clients that send no Origin."""
+    hosts = {host, "localhost", "127.0.0.1", "[::1]"}
+    return [None, *(f"http://{h}:{port}" for h in sorted(hosts))]
+
+
+async def run(models: dict[str, LoadedModel], host: str = "127.0.0.1", port: int = 8765,
+              limits: Limits | None = None, origins: list[str] | None = None, token: str | None = None,
+              ready: asyncio.Future | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or ``ready``'s caller cancels): stop accepting, close every
+    connection with 1001, stop the workers."""
+    limits = limits or Limits()
+    app = CompletionServer(models, limits, origins, token)
+    allowed = origins if origins is not None else default_origins(host, port)
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread: the caller cancels instead
+    try:
+        async with serve(app.handler, host, port, process_request=app.process_request,
+                         max_size=limits.max_message_bytes, origins=allowed, ping_interval=20) as server:
+            if ready is not None:
+                ready.set_result((app, server))
+            await stop
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        app.stop()

@@ -1,0 +1,295 @@
+"""The streaming server, end to end: a real server on an ephemeral port, real websockets clients."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from server.app import Limits, RequestError, parse_strokes, run
+from sketchrnn.checkpoints import load_model
+
+DRAWING = [[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]
+
+
+@pytest.fixture(scope="module")
+def sheep():
+    return {"sheep": load_model()}
+
+
+@pytest.fixture
+async def served(sheep):
+    """Start a server; yield (app, base URL); cancel it afterwards."""
+    servers = []
+
+    async def start(limits=Limits(), token=None, origins=None):
+        ready = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(run(sheep, "127.0.0.1", 0, limits, origins, token, ready))
+        app, server = await ready
+        servers.append(task)
+        port = server.sockets[0].getsockname()[1]
+        return app, f"127.0.0.1:{port}", task
+
+    yield start
+    for task in servers:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def complete(ws, **fields):
+    await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": DRAWING, **fields}))
+
+
+async def collect(ws, n: int, request_id: str = "r1"):
+    """Points per alternative and the done messages, until every alternative is done."""
+    points, done = {k: [] for k in range(n)}, {}
+    while len(done) < n:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        if message.get("id") != request_id:
+            continue
+        if message["type"] == "points":
+            assert message["k"] not in done, "points after done"
+            points[message["k"]] += message["points"]
+        elif message["type"] == "done":
+            done[message["k"]] = message
+        else:
+            raise AssertionError(message)
+    return points, done
+
+
+async def hello(ws):
+    message = json.loads(await ws.recv())
+    assert message["type"] == "hello"
+    return message
+
+
+async def test_hello_lists_models_and_limits(served):
+    app, host, _ = await served(Limits(max_n=5))
+    async with connect(f"ws://{host}/ws") as ws:
+        message = await hello(ws)
+    assert message["protocol"] == 1 and message["models"][0]["name"] == "sheep"
+    assert message["models"][0]["mode"] == "decoder" and message["limits"]["max_n"] == 5
+
+
+async def test_completion_streams_points_then_done_per_alternative(served):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await complete(ws, n=3, max_points=30, seed=5)
+        points, done = await collect(ws, 3)
+    for k in range(3):
+        assert done[k]["reason"] in ("end", "max_points") and done[k]["points"] == len(points[k])
+        assert all(len(p) == 3 and p[2] in (0, 1) for p in points[k])
+    assert any(points[0] != points[k] for k in (1, 2)), "alternatives should differ"
+
+
+async def test_seeded_requests_repeat_whatever_else_is_in_the_batch(served):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as a, connect(f"ws://{host}/ws") as b:
+        await hello(a), await hello(b)
+        await complete(a, n=2, max_points=40, seed=11)
+        first, _ = await collect(a, 2)
+        await complete(b, n=4, max_points=60, seed=3)  # a busy neighbour this time
+        await complete(a, n=2, max_points=40, seed=11)
+        again, _ = await collect(a, 2)
+        await collect(b, 4)
+    assert first == again
+
+
+async def test_cancel_and_supersede(served):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await complete(ws, n=2, max_points=250, temperature=1.5)
+        await ws.send(json.dumps({"type": "cancel", "id": "r1"}))
+        _, done = await collect(ws, 2)
+        assert {d["reason"] for d in done.values()} <= {"cancelled", "end"}
+        await complete(ws, n=1, max_points=250, temperature=1.5)
+        await ws.send(json.dumps({"type": "complete", "id": "r2", "strokes": DRAWING, "max_points": 5}))
+        _, old = await collect(ws, 1, "r1")
+        _, new = await collect(ws, 1, "r2")
+        assert old[0]["reason"] in ("cancelled", "end") and new[0]["reason"] in ("max_points", "end")
+
+
+@pytest.mark.parametrize("fields, code, words", [
+    ({"n": 10}, "too_large", "n must be between 1 and 9"),
+    ({"max_points": 251}, "too_large", "max_points must be between 1 and 250"),
+    ({"strokes": [[[i, i] for i in range(2001)]]}, "too_large", "limit is 2000"),
+    ({"model": "unicorn"}, "unknown_model", "'unicorn' is not served"),
+    ({"temperature": "hot"}, "bad_request", "temperature must be a finite number"),
+    ({"temperature": 0}, "bad_request", "temperature must be between"),
+    ({"strokes": []}, "bad_request", "non-empty list"),
+    ({"strokes": [[]]}, "bad_request", "strokes[0] must be a non-empty"),
+    ({"strokes": [[[1, 2, 3]]]}, "bad_request", "strokes[0][0] must be [x, y]"),
+    ({"strokes": [[[1, 1e300]]]}, "bad_request", "finite, within"),
+    ({"strokes": [[[[[[1]]]]]]}, "bad_request", "must be [x, y]"),
+    ({"seed": -1}, "bad_request", "seed must be between"),
+    ({"id": 7}, "bad_request", "id must be a string"),
+])
+async def test_bad_requests_get_an_error_and_the_connection_keeps_working(served, fields, code, words):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await complete(ws, **fields)
+        error = json.loads(await ws.recv())
+        assert error["type"] == "error" and error["code"] == code and words in error["message"], error
+        await complete(ws, max_points=3, seed=0)
+        _, done = await collect(ws, 1)
+        assert done[0]["points"] <= 3
+
+
+async def test_malformed_frames(served):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        for raw, words in [("{", "not valid JSON"), ("[1]", "JSON object"), (b"\x00\x01", "binary"),
+                           ('{"type": "draw"}', "unknown message type"), ("[" * 100_000 + "]" * 100_000, "JSON")]:
+            await ws.send(raw)
+            error = json.loads(await ws.recv())
+            assert error["code"] == "bad_request" and words in error["message"]
+
+
+async def test_a_too_big_message_closes_with_1009_and_others_keep_streaming(served):
+    app, host, _ = await served(Limits(max_message_bytes=1000))
+    async with connect(f"ws://{host}/ws") as other, connect(f"ws://{host}/ws") as abuser:
+        await hello(other), await hello(abuser)
+        await complete(other, max_points=100, seed=1)
+        await abuser.send("x" * 5000)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(abuser.recv(), 5)
+        assert closed.value.rcvd.code == 1009
+        _, done = await collect(other, 1)
+        assert done[0]["reason"] in ("end", "max_points")
+
+
+async def test_rate_limit(served):
+    app, host, _ = await served(Limits(requests_per_second=2))
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        for i in range(6):
+            await ws.send(json.dumps({"type": "cancel", "id": "none"}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert error["code"] == "rate_limited" and "2 requests per second" in error["message"]
+
+
+async def test_connection_limit_answers_503(served):
+    app, host, _ = await served(Limits(max_connections=1))
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://{host}/ws"):
+                pass
+        assert refused.value.response.status_code == 503
+
+
+async def test_origins(served):
+    app, host, _ = await served(origins=["http://good.example"])
+    async with connect(f"ws://{host}/ws", origin="http://good.example") as ws:
+        await hello(ws)
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"ws://{host}/ws", origin="http://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_token_in_query_or_first_message(served):
+    app, host, _ = await served(token="s3cret")
+    async with connect(f"ws://{host}/ws?token=s3cret") as ws:
+        await hello(ws)
+        await complete(ws, max_points=2)
+        await collect(ws, 1)
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"ws://{host}/ws?token=wrong"):
+            pass
+    assert refused.value.response.status_code == 401
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "auth", "token": "s3cret"}))
+        await complete(ws, max_points=2)
+        await collect(ws, 1)
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await complete(ws)
+        error = json.loads(await ws.recv())
+        assert error["code"] == "unauthorized"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd.code == 1008
+
+
+async def test_disconnect_mid_stream_leaks_nothing(served):
+    app, host, _ = await served()
+    ws = await connect(f"ws://{host}/ws")
+    await hello(ws)
+    await complete(ws, n=9, max_points=250, temperature=2.0)
+    await ws.recv()  # streaming has started
+    await ws.close()
+    worker = app.workers["sheep"]
+    for _ in range(100):
+        if worker.rows == 0 and not worker.streams and app.connections == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert worker.rows == 0 and not worker.streams and app.connections == 0
+    tasks = [t for t in asyncio.all_tasks() if "_send" in repr(t.get_coro())]
+    assert not tasks, tasks
+
+
+async def get(url):
+    def fetch():
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.headers.get("Content-Type"), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Content-Type"), e.read()
+
+    return await asyncio.to_thread(fetch)
+
+
+async def test_static_files_healthz_and_no_path_traversal(served):
+    app, host, _ = await served()
+    status, kind, body = await get(f"http://{host}/healthz")
+    assert status == 200 and json.loads(body)["models"] == ["sheep"]
+    status, kind, body = await get(f"http://{host}/")
+    assert status == 200 and kind.startswith("text/html") and b"<canvas" in body
+    for path in ("/app.js", "/style.css"):
+        assert (await get(f"http://{host}{path}"))[0] == 200
+    for path in ("/../pyproject.toml", "/%2e%2e/pyproject.toml", "/client/app.js", "/etc/passwd", "/app.js/.."):
+        assert (await get(f"http://{host}{path}"))[0] == 404, path
+
+
+async def test_graceful_shutdown_ends_streams_with_1001(served):
+    app, host, task = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await complete(ws, n=2, max_points=250, temperature=2.0)
+        await ws.recv()
+        task.cancel()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd.code == 1001
+    await asyncio.gather(task, return_exceptions=True)
+    assert not app.workers["sheep"].thread.is_alive()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_any_strokes_value_is_parsed_or_refused_with_a_request_error(value):
+    try:
+        strokes = parse_strokes(value, 2000)
+    except RequestError as e:
+        assert e.code in ("bad_request", "too_large") and e.message
+    else:
+        assert strokes and all(s.ndim == 2 and s.shape[1] == 2 and len(s) >= 2 for s in strokes)
