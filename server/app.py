@@ -138,9 +138,6 @@ class CompletionServer:
         allowance, last = 2 * self.limits.requests_per_second, time.monotonic()
         authorised = self.token is None or parse_qs(urlsplit(ws.request.path).query).get("token") == [self.token]
 
-        def emit(messages: list[dict]) -> None:  # called from the worker thread
-            loop.call_soon_threadsafe(outbox.put_nowait, messages)
-
         try:
             await ws.send(json.dumps(self.hello()))
             async for raw in ws:
@@ -168,7 +165,7 @@ class CompletionServer:
                         if current is not None:
                             current.cancelled = True  # someone drawing again wants the new ending
                         current = None
-                        current = self._start(message, emit)
+                        current = self._start(message, loop, outbox.put_nowait)
                     elif kind == "cancel":
                         if current is not None and current.id == message.get("id"):
                             current.cancelled = True
@@ -198,7 +195,7 @@ class CompletionServer:
             raise RequestError("bad_request", "message must be a JSON object")
         return message
 
-    def _start(self, message: dict, emit) -> Stream:
+    def _start(self, message: dict, loop, deliver) -> Stream:
         request_id = message.get("id")
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
             raise RequestError("bad_request", "id must be a string of 1 to 64 characters")
@@ -226,7 +223,7 @@ class CompletionServer:
             scale = loaded.scale_factor
         stroke3 = _to_stroke3(strokes) / np.array([scale, scale, 1.0])
         stream = Stream(request_id, stroke3.astype(np.float32), n, max_points, temperature, greedy,
-                        np.random.default_rng(seed), emit, scale, tuple(strokes[-1][-1]))
+                        np.random.default_rng(seed), loop, deliver, scale, tuple(strokes[-1][-1]))
         if not self.workers[name].submit(stream):
             raise RequestError("overloaded", f"model {name!r} is stepping its limit of {limits.max_batch} "
                                              "alternatives; try again shortly")

@@ -7,9 +7,11 @@ decoder batch, so a step for 100 people costs little more than a step for one:
     state rows:  [ s1.k0  s1.k1  s2.k0  s3.k0  s3.k1  s3.k2 ]   (one row per alternative)
                    stream 1 (n=2)  stream 2   stream 3 (n=3)
 
-The event loop never runs the model: it submits streams and receives results through ``emit``.
+The event loop never runs the model: it submits streams; the worker hands results back to it.
 """
 
+import asyncio
+import logging
 import queue
 import threading
 import time
@@ -24,7 +26,7 @@ from sketchrnn.data import S0
 from sketchrnn.sampler import next_inputs, sample_points, stroke3_to_inputs
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: each request is its own stream
 class Stream:
     """One ``complete`` request: n alternatives continuing one primed drawing."""
 
@@ -35,19 +37,48 @@ class Stream:
     temperature: float
     greedy: bool
     rng: np.random.Generator
-    emit: Callable[[list[dict]], None]  # thread-safe: hands messages to the connection
+    loop: asyncio.AbstractEventLoop  # the connection's event loop
+    deliver: Callable[[list[dict]], None]  # runs on that loop: queues messages for the client
     scale: float  # client pixels per model unit
     origin: tuple[float, float]  # the last drawn point, client coordinates
     started: float = field(default_factory=time.monotonic)
     cancelled: bool = False
-    # Per alternative, filled by the worker:
-    position: np.ndarray | None = None  # (n, 2) current pen position, client coordinates
-    counts: np.ndarray | None = None  # (n,) points sent
-    live: np.ndarray | None = None  # (n,) still drawing
 
-    def done_message(self, k: int, reason: str) -> dict:
+    def done_message(self, k: int, reason: str, points: int) -> dict:
         ms = round((time.monotonic() - self.started) * 1000, 1)
-        return {"type": "done", "id": self.id, "k": int(k), "reason": reason, "points": int(self.counts[k]), "ms": ms}
+        return {"type": "done", "id": self.id, "k": int(k), "reason": reason, "points": int(points), "ms": ms}
+
+
+class Rows:
+    """Per-row bookkeeping of the batch, as arrays aligned with the decoder's state rows."""
+
+    def __init__(self):
+        self.owner: list[tuple[Stream, int]] = []  # (stream, alternative k) of each row
+        self.position = np.zeros((0, 2))  # pen position, client coordinates
+        self.count = np.zeros(0, dtype=np.int64)  # points sent
+        self.live = np.zeros(0, dtype=bool)
+        self.scale = np.zeros(0)
+        self.cap = np.zeros(0, dtype=np.int64)  # max_points
+        self.temperature = torch.zeros(0, 1)
+        self.greedy = torch.zeros(0, dtype=torch.bool)
+
+    def add(self, stream: Stream) -> None:
+        n = stream.n
+        self.owner += [(stream, k) for k in range(n)]
+        self.position = np.concatenate([self.position, np.tile(np.asarray(stream.origin, dtype=float), (n, 1))])
+        self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
+        self.live = np.concatenate([self.live, np.ones(n, dtype=bool)])
+        self.scale = np.concatenate([self.scale, np.full(n, stream.scale)])
+        self.cap = np.concatenate([self.cap, np.full(n, stream.max_points)])
+        self.temperature = torch.cat([self.temperature, torch.full((n, 1), stream.temperature)])
+        self.greedy = torch.cat([self.greedy, torch.full((n,), stream.greedy)])
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.owner = [o for o, kept in zip(self.owner, mask) if kept]
+        for name in ("position", "count", "live", "scale", "cap"):
+            setattr(self, name, getattr(self, name)[mask])
+        index = torch.from_numpy(mask)
+        self.temperature, self.greedy = self.temperature[index], self.greedy[index]
 
 
 class ModelWorker:
@@ -56,10 +87,12 @@ class ModelWorker:
         self.model = loaded.model.eval()
         self.max_rows = max_rows  # alternatives stepped at once; beyond: "overloaded"
         self.pending: queue.Queue[Stream] = queue.Queue()
-        self.streams: list[Stream] = []
+        self.streams: list[Stream] = []  # in row order; each owns stream.n consecutive rows
+        self.batch = Rows()
         self.rows = 0  # rows live or admitted: read by the loop for admission control
         self.lock = threading.Lock()
         self.stopping = False
+        self._admitting: Stream | None = None  # the stream being primed, should that fail
         self.thread = threading.Thread(target=self._run, name=f"model-{loaded.name}", daemon=True)
         self.thread.start()
 
@@ -82,24 +115,26 @@ class ModelWorker:
     def _prime(self, stream: Stream):
         """Run the prefix through the decoder for one row, then copy that state to n rows."""
         inputs = stroke3_to_inputs(stream.strokes, 1.0)
-        state = self.model.initial_state(1)
-        start = torch.tensor(S0)[None]
-        if len(inputs) > 1:
-            sequence = torch.cat([start, inputs[:-1]])[:, None]
-            _, state = self.model.decode(sequence, state)
-            start = inputs[-1:]
-        elif len(inputs) == 1:
-            _, state = self.model.decode(start[:, None], state)
-            start = inputs[-1:]
-        stream.position = np.tile(np.asarray(stream.origin, dtype=np.float64), (stream.n, 1))
-        stream.counts = np.zeros(stream.n, dtype=np.int64)
-        stream.live = np.ones(stream.n, dtype=bool)
-        return tuple(s.expand(stream.n, -1).clone() for s in state), start.expand(stream.n, 5)
+        sequence = torch.cat([torch.tensor(S0)[None], inputs[:-1]])[:, None]
+        _, state = self.model.decode(sequence, self.model.initial_state(1))
+        return tuple(s.expand(stream.n, -1).clone() for s in state), inputs[-1:].expand(stream.n, 5)
+
+    def _run(self) -> None:
+        """Step forever; a failure ends the streams in the batch with an error, not the worker."""
+        while not self.stopping:
+            try:
+                self._serve()
+            except Exception:
+                logging.getLogger("sketchrnn.server").exception("model worker failed; its streams end")
+                failed = self.streams + [s for s in [self._admitting] if s is not None and s not in self.streams]
+                for stream in failed:
+                    self._release(stream, [{"type": "error", "id": stream.id, "code": "internal",
+                                            "message": "the model failed on this request; see the server log"}])
+                self.streams, self.batch, self._admitting = [], Rows(), None
 
     @torch.no_grad()
-    def _run(self) -> None:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        state, inputs = None, None  # batched over all rows of self.streams, in order
+    def _serve(self) -> None:
+        state, inputs = None, None  # batched over all rows, in stream order
         while not self.stopping:
             # Admit: block only when there is nothing to step.
             arrivals = []
@@ -113,80 +148,87 @@ class ModelWorker:
             if self.stopping:
                 break
             for stream in arrivals:
+                self._admitting = stream
                 if stream.cancelled:
-                    self._release(stream, [])
+                    self._release(stream, [stream.done_message(k, "cancelled", 0) for k in range(stream.n)])
                     continue
                 s, x = self._prime(stream)
                 state = s if state is None else tuple(torch.cat([a, b]) for a, b in zip(state, s))
                 inputs = x if inputs is None else torch.cat([inputs, x])
                 self.streams.append(stream)
+                self.batch.add(stream)
+            self._admitting = None
             if not self.streams:
                 continue
             # Leave: cancelled streams go before the step.
-            keep = [not s.cancelled for s in self.streams]
-            if not all(keep):
-                state, inputs = self._drop(state, inputs, keep, "cancelled")
+            if any(s.cancelled for s in self.streams):
+                state, inputs = self._drop(state, inputs, "cancelled")
                 if not self.streams:
                     state = inputs = None
                     continue
             out, state = self.model.decode(inputs[None], state)
-            tau = torch.cat([torch.full((s.n, 1), s.temperature) for s in self.streams])
-            greedy = torch.cat([torch.full((s.n,), s.greedy) for s in self.streams])
             uniforms = torch.from_numpy(np.concatenate([s.rng.random((s.n, 4)) for s in self.streams]))
-            dx, dy, pen = sample_points(self.model.params(out[0]), tau, greedy, uniforms)
+            dx, dy, pen = sample_points(self.model.params(out[0]), self.batch.temperature, self.batch.greedy, uniforms)
             inputs = next_inputs(dx, dy, pen)
-            keep = self._deliver(dx.numpy(), dy.numpy(), pen.numpy())
-            if not all(keep):
-                state, inputs = self._drop(state, inputs, keep, None)
+            if self._deliver(dx.numpy(), dy.numpy(), pen.numpy()):
+                state, inputs = self._drop(state, inputs, None)
                 if not self.streams:
                     state = inputs = None
 
-    def _deliver(self, dx: np.ndarray, dy: np.ndarray, pen: np.ndarray) -> list[bool]:
-        """Send each stream its new points; return which streams stay in the batch."""
-        keep, row = [], 0
-        for stream in self.streams:
-            rows = slice(row, row + stream.n)
-            row += stream.n
-            messages = []
-            for k in np.flatnonzero(stream.live):
-                r = rows.start + k
-                if pen[r] == 2:
-                    stream.live[k] = False
-                    messages.append(stream.done_message(k, "end"))
-                    continue
-                stream.position[k] += (dx[r] * stream.scale, dy[r] * stream.scale)
-                stream.counts[k] += 1
-                x, y = stream.position[k].tolist()
-                messages.append({"type": "points", "id": stream.id, "k": int(k),
-                                 "points": [[round(x, 2), round(y, 2), int(pen[r] == 1)]]})
-                if stream.counts[k] >= stream.max_points:
-                    stream.live[k] = False
-                    messages.append(stream.done_message(k, "max_points"))
-            if messages:
-                stream.emit(messages)
-            keep.append(bool(stream.live.any()) and not stream.cancelled)
-        return keep
+    def _deliver(self, dx: np.ndarray, dy: np.ndarray, pen: np.ndarray) -> bool:
+        """Advance every row's pen, then hand each stream its messages: one event-loop wake-up
+        per step for all streams. Returns whether any alternative finished."""
+        b = self.batch
+        was_live = b.live.copy()
+        ended = was_live & (pen == 2)
+        moving = was_live & ~ended
+        b.position[moving] += np.column_stack([dx, dy])[moving] * b.scale[moving, None]
+        b.count[moving] += 1
+        capped = moving & (b.count >= b.cap)
+        b.live &= ~(ended | capped)
+        positions = np.round(b.position, 2).tolist()
+        lifts = (pen == 1).tolist()
+        messages: dict[Stream, list[dict]] = {}
+        for r in np.flatnonzero(was_live).tolist():
+            stream, k = b.owner[r]
+            out = messages.setdefault(stream, [])
+            if moving[r]:
+                out.append({"type": "points", "id": stream.id, "k": k, "points": [[*positions[r], int(lifts[r])]]})
+            if ended[r] or capped[r]:
+                out.append(stream.done_message(k, "end" if ended[r] else "max_points", b.count[r]))
+        self._hand_over(list(messages.items()))
+        return bool((ended | capped).any())
 
-    def _drop(self, state, inputs, keep: list[bool], reason: str | None):
-        rows, survivors = [], []
-        for stream, kept in zip(self.streams, keep):
-            rows += [kept] * stream.n
-            if kept:
-                survivors.append(stream)
-            else:
-                self._release(stream, [] if reason is None else
-                              [stream.done_message(k, reason) for k in np.flatnonzero(stream.live)])
-        self.streams = survivors
-        index = torch.tensor(rows)
+    def _drop(self, state, inputs, reason: str | None):
+        """Remove streams that are cancelled or have no live row; free their rows."""
+        b = self.batch
+        live_streams = {o[0] for o, live in zip(b.owner, b.live) if live}
+        gone = {s for s in self.streams if s.cancelled or s not in live_streams}
+        keep = np.array([owner[0] not in gone for owner in b.owner])
+        for stream in gone:
+            rows = [r for r, (s, _) in enumerate(b.owner) if s is stream]
+            final = [] if reason is None else [stream.done_message(b.owner[r][1], reason, b.count[r])
+                                               for r in rows if b.live[r]]
+            self._release(stream, final)
+        self.streams = [s for s in self.streams if s not in gone]
+        b.keep(keep)
+        index = torch.from_numpy(keep)
         return tuple(s[index] for s in state), inputs[index]
 
     def _release(self, stream: Stream, messages: list[dict]) -> None:
-        if stream.live is None:  # cancelled before it was primed: every alternative ends here
-            stream.counts = np.zeros(stream.n, dtype=np.int64)
-            messages = [stream.done_message(k, "cancelled") for k in range(stream.n)]
-        else:
-            stream.live[:] = False
         if messages:
-            stream.emit(messages)
+            self._hand_over([(stream, messages)])
         with self.lock:
             self.rows -= stream.n
+
+    @staticmethod
+    def _hand_over(handoff: list[tuple[Stream, list[dict]]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for stream, messages in handoff:
+            by_loop.setdefault(stream.loop, []).append((stream.deliver, messages))
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(_deliver_all, items)
+
+def _deliver_all(items) -> None:
+    for deliver, messages in items:
+        deliver(messages)

@@ -1,0 +1,105 @@
+"""Load on the streaming server: N concurrent clients on loopback, each sending completion
+requests back to back; total points/s, time to first point, gap between point messages.
+
+Starts ``sketchrnn serve`` (default model) in its own process, then for each N runs the clients
+for a fixed time in this one:
+
+    python bench/load.py [--clients 1 10 50 100 200] [--seconds 10]
+"""
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+from websockets.asyncio.client import connect
+
+DRAWING = [[[100, 100], [160, 90], [230, 100], [260, 140], [230, 180], [150, 185], [100, 150], [100, 100]]]
+
+
+def percentile(values, q):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q / 100 * len(values)))]
+
+
+async def client(url: str, until: float, stats: dict, seed: int) -> None:
+    async with connect(url, max_size=None) as ws:
+        json.loads(await ws.recv())  # hello
+        request = 0
+        while time.monotonic() < until:
+            request += 1
+            sent = time.monotonic()
+            await ws.send(json.dumps({"type": "complete", "id": str(request), "strokes": DRAWING,
+                                      "temperature": 0.25, "seed": seed * 100_000 + request}))
+            first = last = None
+            while True:
+                message = json.loads(await ws.recv())
+                now = time.monotonic()
+                if message["type"] == "points":
+                    stats["points"] += len(message["points"])
+                    if first is None:
+                        first = now
+                        stats["first"].append(now - sent)
+                    else:
+                        stats["gaps"].append(now - last)
+                    last = now
+                elif message["type"] == "done":
+                    stats["requests"] += 1
+                    break
+                else:
+                    stats["errors"] += 1
+                    break
+
+
+async def measure(url: str, clients: int, seconds: float) -> dict:
+    stats = {"points": 0, "requests": 0, "errors": 0, "first": [], "gaps": []}
+    start = time.monotonic()
+    until = start + seconds
+    await asyncio.gather(*(client(url, until, stats, i) for i in range(clients)))
+    elapsed = time.monotonic() - start
+    return {"clients": clients, "points_per_s": stats["points"] / elapsed, "requests": stats["requests"],
+            "errors": stats["errors"], "first_p50_ms": percentile(stats["first"], 50) * 1e3,
+            "first_p99_ms": percentile(stats["first"], 99) * 1e3, "gap_p99_ms": percentile(stats["gaps"], 99) * 1e3}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50, 100, 200], help="values of N")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long each N runs (default: 10)")
+    parser.add_argument("--port", type=int, default=8790, help="port for the server under test (default: 8790)")
+    args = parser.parse_args()
+    server = subprocess.Popen([sys.executable, "-m", "sketchrnn.cli", "serve", "--port", str(args.port),
+                               "--rate", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        url = f"ws://127.0.0.1:{args.port}/ws"
+        print("| clients | points/s | requests | errors | first point p50 (ms) | first point p99 (ms) | gap p99 (ms) |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        results = []
+        for n in args.clients:
+            r = asyncio.run(measure(url, n, args.seconds))
+            results.append(r)
+            print(f"| {n} | {r['points_per_s']:.0f} | {r['requests']} | {r['errors']} | {r['first_p50_ms']:.1f} | "
+                  f"{r['first_p99_ms']:.1f} | {r['gap_p99_ms']:.1f} |", flush=True)
+        single = next((r for r in results if r["clients"] == 1), None)
+        if single:
+            for r in results:
+                print(f"throughput at N={r['clients']} / one stream at a time: {r['points_per_s'] / single['points_per_s']:.1f}x")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
