@@ -30,6 +30,7 @@ STATIC_FILES = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+FRAME = 1 / 60  # seconds: the finest pace at which a client can show new points
 MAX_COORDINATE = 1e6  # larger than any screen by far: anything beyond is not a drawing
 
 
@@ -230,9 +231,19 @@ class CompletionServer:
         return stream
 
     async def _send(self, ws: ServerConnection, outbox: asyncio.Queue) -> None:
-        """Drain the outbox, joining each alternative's queued points into one message."""
+        """Drain the outbox, joining each alternative's queued points into one message.
+
+        More points of a request already being drawn wait until a frame (1/60 s) has passed
+        since the last send: no screen shows them sooner, and one send per point per stream
+        saturates the event loop long before the model does. A request's first points and
+        every ``done`` go at once."""
+        last_send, last_id = 0.0, None
         while True:
             batches = [await outbox.get()]
+            only_more_points = all(m["type"] == "points" and m["id"] == last_id for m in batches[0])
+            wait = last_send + FRAME - time.monotonic()
+            if only_more_points and wait > 0:
+                await asyncio.sleep(wait)
             while not outbox.empty():
                 batches.append(outbox.get_nowait())
             merged: list[dict] = []
@@ -243,9 +254,10 @@ class CompletionServer:
                     previous["points"] += message["points"]
                 else:
                     merged.append(message)
+            last_send, last_id = time.monotonic(), merged[-1].get("id")
             try:
                 for message in merged:
-                    await ws.send(json.dumps(message))
+                    await ws.send(json.dumps(message, separators=(",", ":")))
             except ConnectionClosed:
                 pass
             except Exception:  # a bug here must not leave the client waiting in silence
