@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 
 from server.worker import ModelWorker, Stream
 from sketchrnn.checkpoints import LoadedModel
+from sketchrnn.strokes import StrokeFormatError, polylines_to_stroke3
 
 PROTOCOL = 1
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
@@ -222,7 +223,10 @@ class CompletionServer:
             scale = float(offsets.std())  # the drawing's own step size becomes the model's unit
         else:
             scale = loaded.scale_factor
-        stroke3 = _to_stroke3(strokes) / np.array([scale, scale, 1.0])
+        try:
+            stroke3 = polylines_to_stroke3(strokes, "strokes") / np.array([scale, scale, 1.0])
+        except StrokeFormatError as e:
+            raise RequestError("bad_request", str(e)) from None
         stream = Stream(request_id, stroke3.astype(np.float32), n, max_points, temperature, greedy,
                         np.random.default_rng(seed), loop, deliver, scale, tuple(strokes[-1][-1]))
         if not self.workers[name].submit(stream):
@@ -278,15 +282,6 @@ def _id_of(raw) -> object:
         return message.get("id") if isinstance(message, dict) else None
     except (ValueError, TypeError, RecursionError):
         return None
-
-
-def _to_stroke3(strokes: list[np.ndarray]) -> np.ndarray:
-    """Absolute polylines -> stroke-3 whose first offset is (0, 0)."""
-    points = np.concatenate(strokes)
-    pen = np.zeros(len(points))
-    pen[np.cumsum([len(s) for s in strokes]) - 1] = 1.0
-    offsets = np.diff(points, axis=0, prepend=points[:1])
-    return np.column_stack([offsets, pen])
 
 
 def default_origins(host: str, port: int) -> list[str | None]:
