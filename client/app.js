@@ -1,55 +1,113 @@
 // The drawing client: strokes in, the model's continuations streamed back over /ws (docs/protocol.md).
 const canvas = document.getElementById("canvas");
 const ctx = canvas.getContext("2d");
-const ui = Object.fromEntries(["model", "n", "temperature", "keep", "again", "clear", "status"]
+const ui = Object.fromEntries(["model", "n", "temperature", "temperature-value", "alternatives", "again",
+  "undo", "clear", "export-svg", "export-png", "with-ending", "status", "connection"]
   .map((id) => [id, document.getElementById(id)]));
+const INK = "#222";
 const COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"];
 const MIN_STEP = 2; // px: closer points add nothing but noise
 
 let strokes = [];        // the person's drawing: [[[x, y], ...], ...] in CSS pixels
 let current = null;      // the stroke being drawn
 let endings = [];        // per alternative: [[x, y, p], ...] as they arrive
+let finished = [];       // per alternative: its done message, once it came
 let request = 0;         // id of the latest completion
-let ws;
+let ws = null;
+let retry = 500;         // reconnect backoff, ms
+
+function setConnection(text, ok) {
+  ui.connection.textContent = text;
+  ui.connection.dataset.ok = ok ? "yes" : "no";
+}
 
 function connect() {
+  setConnection("connecting…", false);
   ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  ws.onopen = () => { retry = 500; setConnection("connected", true); };
   ws.onmessage = (event) => receive(JSON.parse(event.data));
-  ws.onclose = () => { ui.status.textContent = "disconnected; retrying…"; setTimeout(connect, 1000); };
+  ws.onclose = () => {
+    setConnection(`disconnected; retrying in ${(retry / 1000).toFixed(1)} s`, false);
+    endings = []; finished = []; showAlternatives(); redraw();
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 10000);
+  };
 }
 
 function receive(msg) {
   if (msg.type === "hello") {
+    const chosen = ui.model.value;
     ui.model.replaceChildren(...msg.models.map((m) => new Option(`${m.name} (${m.classes.join(", ")})`, m.name)));
+    if ([...ui.model.options].some((o) => o.value === chosen)) ui.model.value = chosen;
     ui.n.max = msg.limits.max_n;
-    ui.status.textContent = "draw something";
+    ui.status.textContent = "draw something; lift the pen and the model carries on";
+  } else if (msg.type === "error") {
+    ui.status.textContent = `server error (${msg.code}): ${msg.message}`;
   } else if (msg.id !== String(request)) {
-    return; // an older request's tail
+    return; // the tail of an older request
   } else if (msg.type === "points") {
     endings[msg.k].push(...msg.points);
     redraw();
   } else if (msg.type === "done") {
-    ui.status.textContent = `alternative ${msg.k + 1}: ${msg.points} points (${msg.reason})`;
-    ui.keep.disabled = ui.again.disabled = false;
-  } else if (msg.type === "error") {
-    ui.status.textContent = `error: ${msg.message}`;
+    finished[msg.k] = msg;
+    showAlternatives();
+    if (finished.filter(Boolean).length === endings.length) {
+      ui.status.textContent = `done: ${finished.map((d) => `${d.points} points (${d.reason})`).join(", ")}`;
+    }
   }
 }
 
 function ask() {
-  if (!strokes.length || ws.readyState !== WebSocket.OPEN) return;
+  if (!strokes.length || !ws || ws.readyState !== WebSocket.OPEN) return;
   request += 1;
   const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
   endings = Array.from({ length: n }, () => []);
+  finished = [];
   ws.send(JSON.stringify({ type: "complete", id: String(request), model: ui.model.value, strokes,
     n, temperature: Number(ui.temperature.value) }));
   ui.status.textContent = "the model is drawing…";
+  showAlternatives();
 }
 
 function stop() {
-  if (endings.length) ws.send(JSON.stringify({ type: "cancel", id: String(request) }));
-  endings = [];
-  ui.keep.disabled = ui.again.disabled = true;
+  if (endings.length && finished.filter(Boolean).length < endings.length && ws?.readyState === WebSocket.OPEN) {
+    ws.send(JSON.stringify({ type: "cancel", id: String(request) }));
+  }
+  endings = []; finished = [];
+  showAlternatives();
+}
+
+// One button per alternative, in its colour: click to keep that ending.
+function showAlternatives() {
+  ui.alternatives.replaceChildren(...endings.map((_, k) => {
+    const button = document.createElement("button");
+    button.textContent = `keep ${k + 1}`;
+    button.style.borderColor = COLORS[k % COLORS.length];
+    button.disabled = !finished[k];
+    button.setAttribute("aria-label", `keep ending ${k + 1}`);
+    button.onclick = () => keep(k);
+    return button;
+  }));
+  ui.again.disabled = !strokes.length;
+}
+
+function endingStrokes(k) {
+  const out = [];
+  let run = [strokes.at(-1).at(-1)];
+  for (const [x, y, p] of endings[k]) {
+    run.push([x, y]);
+    if (p) { out.push(run); run = []; }
+  }
+  if (run.length > 1) out.push(run);
+  return out.filter((s) => s.length > 1);
+}
+
+function keep(k) {
+  const kept = endingStrokes(k).map((s, i) => (i === 0 ? s.slice(1) : s)).filter((s) => s.length > 1);
+  strokes.push(...kept);
+  endings = []; finished = [];
+  showAlternatives();
+  redraw();
 }
 
 function resize() {
@@ -68,30 +126,46 @@ function line(points, color) {
 }
 
 function redraw() {
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
   ctx.lineWidth = 2.5; ctx.lineCap = ctx.lineJoin = "round";
-  strokes.forEach((s) => line(s, "#222"));
-  endings.forEach((points, k) => {
-    let start = strokes.at(-1).at(-1), run = [start];
-    for (const [x, y, p] of points) {
-      run.push([x, y]);
-      if (p) { line(run, COLORS[k % COLORS.length]); run = []; }
-    }
-    line(run, COLORS[k % COLORS.length]);
-  });
+  strokes.forEach((s) => line(s, INK));
+  endings.forEach((_, k) => endingStrokes(k).forEach((s) => line(s, COLORS[k % COLORS.length])));
 }
 
-function keep(k) {
-  let run = [];
-  for (const [x, y, p] of endings[k]) {
-    run.push([x, y]);
-    if (p) { if (run.length > 1) strokes.push(run); run = []; }
-  }
-  if (run.length > 1) strokes.push(run);
-  endings = [];
-  ui.keep.disabled = ui.again.disabled = true;
-  redraw();
+function toSvg(withEnding) {
+  const paths = strokes.map((s) => [s, INK]);
+  if (withEnding) endings.forEach((_, k) => endingStrokes(k).forEach((s) => paths.push([s, COLORS[k % COLORS.length]])));
+  const d = (s) => s.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(1)} ${y.toFixed(1)}`).join(" ");
+  const body = paths.map(([s, c]) => `<path d="${d(s)}" stroke="${c}" fill="none" stroke-width="2.5" stroke-linecap="round" stroke-linejoin="round"/>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${canvas.clientWidth}" height="${canvas.clientHeight}">`
+    + `<rect width="100%" height="100%" fill="white"/>${body.join("")}</svg>`;
 }
+
+function download(name, href) {
+  const a = document.createElement("a");
+  a.href = href; a.download = name;
+  document.body.append(a); a.click(); a.remove();
+}
+
+function exportSvg() {
+  const url = URL.createObjectURL(new Blob([toSvg(ui["with-ending"].checked)], { type: "image/svg+xml" }));
+  download("sketch.svg", url);
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function exportPng() {
+  const image = new Image();
+  image.onload = () => {
+    const out = document.createElement("canvas");
+    out.width = canvas.clientWidth; out.height = canvas.clientHeight;
+    out.getContext("2d").drawImage(image, 0, 0);
+    download("sketch.png", out.toDataURL("image/png"));
+  };
+  image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(toSvg(ui["with-ending"].checked));
+}
+
+function undo() { stop(); strokes.pop(); redraw(); showAlternatives(); }
+function clear() { stop(); strokes = []; redraw(); showAlternatives(); }
 
 canvas.addEventListener("pointerdown", (e) => {
   stop(); // drawing again: the old ending is no longer wanted
@@ -112,9 +186,17 @@ canvas.addEventListener("pointerup", () => {
   redraw();
   if (strokes.flat().length >= 3) ask();
 });
-ui.keep.onclick = () => keep(0);
 ui.again.onclick = ask;
-ui.clear.onclick = () => { stop(); strokes = []; redraw(); };
+ui.undo.onclick = undo;
+ui.clear.onclick = clear;
+ui["export-svg"].onclick = exportSvg;
+ui["export-png"].onclick = exportPng;
+ui.temperature.oninput = () => { ui["temperature-value"].textContent = ui.temperature.value; };
+document.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
+  else if (e.key === "Escape") clear();
+});
 window.addEventListener("resize", resize);
 resize();
+showAlternatives();
 connect();

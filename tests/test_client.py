@@ -1,0 +1,147 @@
+"""The drawing page in a real browser (Playwright driving the system Chromium) against a real
+`sketchrnn serve` with the default model."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no system Chromium at {CHROMIUM} (.ci/run installs it with apt-get)", allow_module_level=True)
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "runs" / "screenshots"
+MODEL_RED = (214, 39, 40)  # COLORS[0] in client/app.js
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "sketchrnn.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    proc = start_server(port)
+    state = {"port": port, "proc": proc}
+    yield state
+    state["proc"].terminate()
+    state["proc"].wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 900, "height": 600}, accept_downloads=True)
+    page = context.new_page()
+    page.sent = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: page.sent.append(json.loads(payload))))
+    page.goto(f"http://127.0.0.1:{server['port']}/")
+    page.wait_for_selector("#connection[data-ok=yes]", timeout=15000)
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('draw')")
+    yield page
+    context.close()
+
+
+def draw_cloud(page, x=300, y=250):
+    """A scalloped outline, drawn as one stroke with the mouse."""
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.mouse.down()
+    for dx, dy in [(60, -30), (140, -35), (220, -5), (230, 60), (160, 100), (60, 95), (0, 40), (0, 0)]:
+        page.mouse.move(box["x"] + x + dx, box["y"] + y + dy, steps=6)
+    page.mouse.up()
+
+
+def model_pixels(page) -> int:
+    return page.evaluate("""([r, g, b]) => {
+        const c = document.getElementById('canvas');
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < data.length; i += 4)
+            if (Math.abs(data[i] - r) < 30 && Math.abs(data[i+1] - g) < 30 && Math.abs(data[i+2] - b) < 30 && data[i+3] > 200) n++;
+        return n;
+    }""", list(MODEL_RED))
+
+
+def test_draw_and_watch_the_model_finish(page):
+    draw_cloud(page)
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=30000)
+    complete = [m for m in page.sent if m["type"] == "complete"][-1]
+    assert complete["model"] == "sheep" and len(complete["strokes"]) == 1 and len(complete["strokes"][0]) > 20
+    assert complete["n"] == 3 and complete["temperature"] == 0.25
+    assert model_pixels(page) > 50, "the continuation should be on the canvas in its colour"
+    assert page.locator("#alternatives button").count() == 3
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "completion.png"))
+    # Keeping an ending makes it part of the drawing.
+    page.locator("#alternatives button").first.click()
+    assert page.evaluate("document.querySelectorAll('#alternatives button').length") == 0
+
+
+def test_drawing_again_cancels_undo_clear_and_settings(page):
+    page.select_option("#model", "sheep")
+    page.fill("#n", "2")
+    page.locator("#temperature").fill("0.5")
+    draw_cloud(page)
+    page.wait_for_function("document.getElementById('status').textContent.includes('drawing')")
+    draw_cloud(page, 350, 300)  # starts while the first ending may still stream
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=30000)
+    completes = [m for m in page.sent if m["type"] == "complete"]
+    assert completes[-1]["n"] == 2 and completes[-1]["temperature"] == 0.5 and len(completes[-1]["strokes"]) == 2
+    assert any(m["type"] == "cancel" for m in page.sent) or len(completes) == 2
+    page.click("#undo")
+    assert page.evaluate("document.querySelectorAll('#alternatives button').length") == 0
+    page.keyboard.press("Escape")  # clear
+    assert model_pixels(page) == 0
+
+
+def test_export_svg_and_png(page, tmp_path):
+    draw_cloud(page)
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=30000)
+    with page.expect_download() as svg:
+        page.click("#export-svg")
+    text = Path(svg.value.path()).read_text()
+    assert text.startswith("<svg") and text.count("<path") >= 2 and "#d62728" in text
+    with page.expect_download() as png:
+        page.click("#export-png")
+    assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_server_gone_then_back(page, server):
+    server["proc"].terminate()
+    server["proc"].wait(10)
+    page.wait_for_selector("#connection[data-ok=no]", timeout=10000)
+    assert "disconnected" in page.text_content("#connection")
+    server["proc"] = start_server(server["port"])
+    page.wait_for_selector("#connection[data-ok=yes]", timeout=20000)
