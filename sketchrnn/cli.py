@@ -3,6 +3,7 @@
 import argparse
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -286,6 +287,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_text_train(args: argparse.Namespace) -> int:
+    from sketchrnn.core.engine import TrainConfig
+    from sketchrnn.text import TextConfig, train_text_model
+
+    cfg = TextConfig(level=args.level, cell=args.cell, hidden=args.hidden, layers=args.layers,
+                     embedding=args.embedding, dropout=args.dropout, tied=args.tied)
+    engine = TrainConfig(steps=args.steps, minutes=args.minutes, lr=args.lr, lr_decay=args.lr_decay,
+                         min_lr=args.min_lr, clip=args.clip, eval_every=args.eval_every,
+                         log_every=min(50, args.eval_every), seed=args.seed)
+    summary = train_text_model(args.data, args.out, cfg, engine, args.bptt, args.batch_size, args.max_vocab,
+                               args.resume, progress=not args.quiet)
+    if args.quiet:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_text_sample(args: argparse.Namespace) -> int:
+    from sketchrnn.text import generate, load_text_model
+
+    generate(load_text_model(args.model), args.prime, args.length, args.temperature, args.top_k, args.seed,
+             out=sys.stdout)
+    print()
+    return 0
+
+
+def cmd_text_eval(args: argparse.Namespace) -> int:
+    from sketchrnn.text import Vocabulary, load_text_model, nats_per_symbol, read_text, tokenize
+
+    model = load_text_model(args.model)
+    vocab = Vocabulary(model.cfg.level, model.cfg.vocab)
+    ids = vocab.encode(tokenize(read_text(args.data), vocab.level), args.data)
+    nats = nats_per_symbol(model, ids)
+    result = {"nats": nats, "symbols": int(ids.numel()), "level": vocab.level}
+    result["bits_per_char" if vocab.level == "char" else "perplexity"] = (
+        nats / math.log(2) if vocab.level == "char" else math.exp(nats))
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from sketchrnn.checkpoints import load_model, save_model
 
@@ -495,6 +535,46 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-batch", type=int, default=lim.max_batch, help=f"alternatives stepped at once per model (default: {lim.max_batch})")
     sv.set_defaults(func=cmd_serve)
 
+    text = commands.add_parser("text", help="character- and word-level language models on the same core")
+    text_commands = text.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tt = text_commands.add_parser("train", help="train a language model with truncated BPTT",
+                                  description="Train on a UTF-8 file; the last 10%% is held out for validation.")
+    tt.add_argument("--data", required=True, help="UTF-8 text file")
+    tt.add_argument("--out", required=True, help="run folder: checkpoints and metrics")
+    tt.add_argument("--level", choices=["char", "word"], default="char", help="symbols (default: char)")
+    tt.add_argument("--cell", choices=list(CELLS), default="lstm", help="recurrent cell (default: lstm)")
+    tt.add_argument("--hidden", type=int, default=256, help="units per layer (default: 256)")
+    tt.add_argument("--layers", type=int, default=2, help="stacked layers (default: 2)")
+    tt.add_argument("--embedding", type=int, default=0, help="embedding size; 0 = --hidden (default: 0)")
+    tt.add_argument("--dropout", type=float, default=0.2, help="dropout on embeddings, between layers, before output (default: 0.2)")
+    tt.add_argument("--tied", action="store_true", help="tie input and output embeddings")
+    tt.add_argument("--max-vocab", type=int, help="word level: keep this many words, the rest <unk>")
+    tt.add_argument("--bptt", type=int, default=100, help="truncated BPTT length in symbols (default: 100)")
+    tt.add_argument("--batch-size", type=int, default=32, help="parallel streams (default: 32)")
+    tt.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
+    tt.add_argument("--lr-decay", type=float, default=1.0, help="per-step decay toward --min-lr (default: 1.0, none)")
+    tt.add_argument("--min-lr", type=float, default=0.0, help="learning-rate floor (default: 0)")
+    tt.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (default: 1.0)")
+    tt.add_argument("--steps", type=int, default=0, help="training steps, 0 = no limit (default: 0)")
+    tt.add_argument("--minutes", type=float, default=5.0, help="wall-clock budget in minutes (default: 5)")
+    tt.add_argument("--eval-every", type=int, default=250, help="steps between validations (default: 250)")
+    tt.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    tt.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tt.add_argument("--quiet", action="store_true", help="no progress bar; print the summary as JSON")
+    tt.set_defaults(func=cmd_text_train)
+    ts = text_commands.add_parser("sample", help="stream generated text to stdout")
+    ts.add_argument("--model", required=True, help="a text model checkpoint (best.pt)")
+    ts.add_argument("--prime", default="", help="text to continue, read in one pass (default: none)")
+    ts.add_argument("--length", type=int, default=500, help="symbols to generate (default: 500)")
+    ts.add_argument("--temperature", type=float, default=0.8, help="randomness (default: 0.8)")
+    ts.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest only; 0 = all (default: 0)")
+    ts.add_argument("--seed", type=int, help="random seed for repeatable text")
+    ts.set_defaults(func=cmd_text_sample)
+    te = text_commands.add_parser("eval", help="nats per symbol on a file, state carried through")
+    te.add_argument("--model", required=True, help="a text model checkpoint")
+    te.add_argument("--data", required=True, help="UTF-8 text file")
+    te.set_defaults(func=cmd_text_eval)
+
     models = commands.add_parser("models", help="Magenta's pretrained models")
     models_commands = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     dl = models_commands.add_parser("download", help="fetch CLASS.gen.json from Magenta's public storage")
@@ -509,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (StrokeFormatError, ModelFileError, ValueError) as e:
+    except (StrokeFormatError, ModelFileError, ValueError) as e:  # TextError is a ValueError
         print(f"sketchrnn: error: {e}", file=sys.stderr)
         return 2
 
