@@ -3,6 +3,7 @@ truncated BPTT through the engine; evaluation with state carried through a file;
 """
 
 import math
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -138,8 +139,11 @@ def nats_per_symbol(model: TextModel, ids: Tensor, streams: int = 1, chunk: int 
 
 
 def load_text_model(path: str | Path) -> TextModel:
-    ckpt = load_checkpoint(path)
-    if "text_config" not in ckpt:
+    try:
+        ckpt = load_checkpoint(path)
+    except (FileNotFoundError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise TextError(f"{path}: not a text model checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or "text_config" not in ckpt:
         raise TextError(f"{path}: not a text model checkpoint")
     model = TextModel(TextConfig(**ckpt["text_config"]))
     model.load_state_dict(ckpt["model"])

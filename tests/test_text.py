@@ -117,3 +117,6 @@ def test_text_commands(shared_data, tmp_path, capsys):
     assert result["level"] == "char" and result["bits_per_char"] == pytest.approx(result["nats"] / 0.6931, rel=1e-3)
     assert main(["text", "sample", "--model", str(tmp_path / "best.pt"), "--prime", "ž"]) == 2
     assert "is not in the model's vocabulary" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["text", "eval", "--model", str(tmp_path / "junk.pt"), "--data", names]) == 2
+    assert "junk.pt: not a text model checkpoint" in capsys.readouterr().err
