@@ -4,8 +4,9 @@ validation, a metrics log, atomic checkpoints, exact resume and a guard against 
 A model plugs in two functions:
     batch_fn(step) -> batch              deterministic in step, so a resumed run sees the same data
     loss_fn(model, batch, carry, step) -> (loss, carry, metrics)
-``carry`` is whatever state crosses batches: None for full BPTT over whole sequences; the
-recurrent state for truncated BPTT, which the engine detaches after every step and checkpoints.
+``carry`` is whatever state crosses batches: None for full BPTT over whole sequences; for
+truncated BPTT, the recurrent state after a chunk of k steps, which the engine detaches after
+every step (so backward stops at the chunk boundary) and checkpoints.
 """
 
 import json
@@ -52,19 +53,6 @@ def exponential_anneal(step: int, start: float, end: float, rate: float) -> floa
     """end - (end - start) * rate^step: starts at ``start``, approaches ``end`` (Magenta's KL
     weight schedule, rate 0.99995 there)."""
     return end - (end - start) * rate**step
-
-
-def linear_anneal(step: int, start: float, end: float, steps: int) -> float:
-    """Straight from ``start`` to ``end`` over ``steps`` steps, then ``end``."""
-    return end if step >= steps else start + (end - start) * step / steps
-
-
-def truncated_chunks(sequence: torch.Tensor, k: int) -> list[torch.Tensor]:
-    """Cut a time-major sequence into chunks of k steps for truncated BPTT (the last may be
-    shorter); carry the state from one to the next with ``detach_state``."""
-    if k < 1:
-        raise ValueError(f"truncated BPTT needs chunks of at least 1 step, got {k}")
-    return list(sequence.split(k, 0))
 
 
 def save_atomic(obj: Any, path: Path) -> None:
