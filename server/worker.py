@@ -23,7 +23,7 @@ import torch
 
 from sketchrnn.checkpoints import LoadedModel
 from sketchrnn.data import S0
-from sketchrnn.sampler import next_inputs, sample_points, stroke3_to_inputs
+from sketchrnn.sampler import feed_prefix, next_inputs, sample_points, stroke3_to_inputs
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each request is its own stream
@@ -115,9 +115,8 @@ class ModelWorker:
     def _prime(self, stream: Stream):
         """Run the prefix through the decoder for one row, then copy that state to n rows."""
         inputs = stroke3_to_inputs(stream.strokes, 1.0)
-        sequence = torch.cat([torch.tensor(S0)[None], inputs[:-1]])[:, None]
-        _, state = self.model.decode(sequence, self.model.initial_state(1))
-        return tuple(s.expand(stream.n, -1).clone() for s in state), inputs[-1:].expand(stream.n, 5)
+        state, pending = feed_prefix(self.model, self.model.initial_state(1), torch.tensor(S0)[None], inputs)
+        return tuple(s.expand(stream.n, -1).clone() for s in state), pending.expand(stream.n, 5)
 
     def _run(self) -> None:
         """Step forever; a failure ends the streams in the batch with an error, not the worker."""

@@ -100,9 +100,10 @@ def load_sketches(
     return SketchData(classes, splits, skipped)
 
 
-def clamp_offsets(drawing: np.ndarray) -> np.ndarray:
-    out = drawing.copy()
-    np.clip(out[:, :2], -OFFSET_CLAMP, OFFSET_CLAMP, out=out[:, :2])
+def normalise(drawing: np.ndarray, scale: float) -> np.ndarray:
+    """A drawing in the model's units: offsets clamped to +-OFFSET_CLAMP, divided by ``scale``."""
+    out = drawing.astype(np.float32)
+    out[:, :2] = np.clip(out[:, :2], -OFFSET_CLAMP, OFFSET_CLAMP) / np.float32(scale)
     return out
 
 
@@ -203,7 +204,7 @@ class Batcher:
     ):
         if len(sketches) == 0:
             raise ValueError("no drawings to batch")
-        self.drawings = [clamp_offsets(d) / np.float32([scale, scale, 1.0]) for d in sketches.drawings]
+        self.drawings = [normalise(d, scale) for d in sketches.drawings]
         self.labels = sketches.labels
         self.batch_size = min(batch_size, len(self.drawings))
         self.bucket, self.augment, self.seed = bucket, augment, seed
@@ -241,7 +242,7 @@ class Batcher:
 
 def evaluation_batches(sketches: SketchSet, scale: float, batch_size: int = 100):
     """Every drawing once, unaugmented, in batches of similar length (less padding)."""
-    drawings = [clamp_offsets(d) / np.float32([scale, scale, 1.0]) for d in sketches.drawings]
+    drawings = [normalise(d, scale) for d in sketches.drawings]
     order = np.argsort([len(d) for d in drawings], kind="stable")
     for chunk in np.split(order, range(batch_size, len(order), batch_size)):
         yield stroke5_batch([drawings[i] for i in chunk], sketches.labels[chunk])

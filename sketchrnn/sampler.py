@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sketchrnn.data import S0
+from sketchrnn.data import S0, normalise, stroke5_batch
 from sketchrnn.model import MixtureParams, SketchRNN
 
 
@@ -63,6 +63,16 @@ def stroke3_to_inputs(stroke3: np.ndarray, scale: float) -> torch.Tensor:
     return torch.stack([s3[:, 0] / scale, s3[:, 1] / scale, 1 - pen, pen, torch.zeros_like(pen)], -1)
 
 
+def feed_prefix(model: SketchRNN, state, pending: torch.Tensor, inputs: torch.Tensor, z: torch.Tensor | None = None):
+    """Run the decoder over the pending inputs (B, 5) and then every row of ``inputs`` (N, 5)
+    but the last, the same prefix for all B rows, in one pass. Returns (state, new pending
+    inputs): the prefix's last point is read by the next step."""
+    batch = pending.shape[0]
+    sequence = torch.cat([pending[None], inputs[:-1, None].expand(-1, batch, -1)])
+    _, state = model.decode(sequence, state, z=z)
+    return state, inputs[-1].expand(batch, 5)
+
+
 class Sampler:
     """Holds the decoder state of k alternatives; ``prime`` feeds a partial drawing, ``step``
     samples the next point of every alternative still drawing."""
@@ -94,11 +104,8 @@ class Sampler:
         """Feed a partial drawing (stroke-3, the drawing's units) in one pass; the next ``step``
         continues it. Every alternative gets the same prefix."""
         inputs = stroke3_to_inputs(stroke3, self.scale)
-        if len(inputs) == 0:
-            return self
-        sequence = torch.cat([self.next_input[:1], inputs[:-1]])[:, None].expand(-1, self.k, -1)
-        _, self.state = self._decode(sequence)
-        self.next_input = inputs[-1].expand(self.k, 5)
+        if len(inputs) > 0:
+            self.state, self.next_input = feed_prefix(self.model, self.state, self.next_input, inputs, self.z)
         return self
 
     def _decode(self, inputs: torch.Tensor):
@@ -140,12 +147,9 @@ class Sampler:
 @torch.no_grad()
 def encode(model: SketchRNN, scale_factor: float, drawings: list[np.ndarray]) -> torch.Tensor:
     """The mean latent mu (n, z) of each drawing under a VAE model."""
-    from sketchrnn.data import clamp_offsets, stroke5_batch
-
     if model.config.mode != "vae":
         raise ValueError("encoding needs a VAE model (trained with --mode vae)")
-    normalised = [clamp_offsets(d) / np.float32([scale_factor, scale_factor, 1.0]) for d in drawings]
-    batch = stroke5_batch(normalised, np.zeros(len(drawings), dtype=np.int64))
+    batch = stroke5_batch([normalise(d, scale_factor) for d in drawings], np.zeros(len(drawings), dtype=np.int64))
     mu, _ = model.eval().encode(batch.targets, batch.lengths - 1)
     return mu
 
