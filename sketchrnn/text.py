@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sketchrnn.core import RecurrentStack
+from sketchrnn.core import RecurrentStack, fast_dropout
 from sketchrnn.core.engine import TrainConfig, load_checkpoint, train
 
 EOS, UNK = "<eos>", "<unk>"
@@ -117,9 +117,9 @@ class TextModel(nn.Module):
             self.out.weight = self.embed.weight
 
     def forward(self, ids: Tensor, state=None) -> tuple[Tensor, list]:
-        x = F.dropout(self.embed(ids), self.cfg.dropout, self.training)
+        x = fast_dropout(self.embed(ids), self.cfg.dropout, self.training)
         h, state = self.rnn(x, state=state)
-        return self.out(F.dropout(h, self.cfg.dropout, self.training)), state
+        return self.out(fast_dropout(h, self.cfg.dropout, self.training)), state
 
 
 @torch.no_grad()
@@ -180,7 +180,7 @@ def train_text_model(path: str, out_dir: str | Path, cfg: TextConfig, engine: Tr
     def loss_fn(model, batch, carry, step):
         i, x, y = batch
         logits, state = model(x, None if i == 0 else carry)  # a new pass starts from zero state
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), state, {}
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()), state, {}
 
     def evaluate(model):
         nats = nats_per_symbol(model, valid, streams=min(10, valid.numel() // 2))

@@ -158,6 +158,11 @@ def test_schedules():
     assert learning_rate(cfg, 0) == pytest.approx(1e-3)
     assert learning_rate(cfg, 10_000) == pytest.approx((1e-3 - 1e-5) * 0.9999**10_000 + 1e-5)
     assert learning_rate(cfg, 10**7) == pytest.approx(1e-5)
+    # Warmdown: untouched before the last 30% of the budget, then linear to the floor.
+    flat = TrainConfig(lr=1e-3, min_lr=1e-4, warmdown=0.3)
+    assert learning_rate(flat, 5, done=0.5) == pytest.approx(1e-3)
+    assert learning_rate(flat, 5, done=0.85) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert learning_rate(flat, 5, done=1.0) == pytest.approx(1e-4)
     # Magenta's KL weight: from 0.01 toward 0.5 with R = 0.99995.
     assert exponential_anneal(0, 0.01, 0.5, 0.99995) == pytest.approx(0.01)
     assert exponential_anneal(20_000, 0.01, 0.5, 0.99995) == pytest.approx(0.5 - 0.49 * 0.99995**20_000)
@@ -168,3 +173,21 @@ def test_bad_config_is_refused(tmp_path):
         train(TinyRegressor(), TrainConfig(clip_mode="max"), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
     with pytest.raises(ValueError, match="budget"):
         train(TinyRegressor(), TrainConfig(steps=0), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+    with pytest.raises(ValueError, match="precision"):
+        train(TinyRegressor(), TrainConfig(precision="fp16"), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+    with pytest.raises(ValueError, match="warmdown"):
+        train(TinyRegressor(), TrainConfig(warmdown=1.5), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+
+
+def test_bf16_training_learns_and_warmdown_ends_at_the_floor(tmp_path):
+    _, fp32 = run(tmp_path / "fp32", 40)
+    model, bf16 = run(tmp_path / "bf16", 40, precision="bf16", warmdown=0.5)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps fp32 weights
+    first = evaluate(TinyRegressor())["loss"]
+    assert bf16["best_valid_loss"] < 0.5 * first and bf16["best_valid_loss"] < 2 * fp32["best_valid_loss"]
+    rows = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if r["split"] == "train"]
+    assert lrs[0] == pytest.approx(1e-2 * 0.99 + 1e-3 * 0.01, rel=0.05)  # decay only, before warmdown
+    decayed = (1e-2 - 1e-3) * 0.99**39 + 1e-3  # step 39, the last: 1/40 of the budget left
+    assert lrs[-1] == pytest.approx(1e-3 + (decayed - 1e-3) * (1 / 40) / 0.5)  # nearly the 1e-3 floor
+    assert lrs == sorted(lrs, reverse=True)

@@ -1,6 +1,6 @@
 """The recurrent core: cells behind one interface, layers that unroll them, and the BPTT engine."""
 
-from sketchrnn.core.cells import CELLS, RecurrentCell, State, make_cell
+from sketchrnn.core.cells import CELLS, RecurrentCell, State, fast_dropout, make_cell
 from sketchrnn.core.layers import BidirectionalLayer, RecurrentLayer, RecurrentStack, detach_state
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "RecurrentStack",
     "State",
     "detach_state",
+    "fast_dropout",
     "make_cell",
 ]

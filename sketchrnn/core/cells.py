@@ -21,6 +21,15 @@ LAYER_NORM_EPS = 1e-3  # Magenta sketch_rnn's epsilon; larger than torch's 1e-5 
 FORGET_BIAS = 1.0  # start with the forget gate open (Jozefowicz et al. 2015), as Magenta does
 
 
+def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout`` with its mask drawn by ``torch.rand``: on the CPU ``bernoulli_`` is 2.5x
+    slower (16 vs 6.5 ms for a 100x64x256 text batch, a quarter of a training step there)."""
+    if not training or p == 0:
+        return x
+    keep = (torch.rand_like(x) >= p).to(x.dtype)
+    return x * keep * (1 / (1 - p))
+
+
 def _orthogonal_blocks(weight: Tensor, blocks: int) -> None:
     """Orthogonal init of each (hidden x hidden) gate block of a recurrent weight, as Magenta's
     ``lstm_ortho_initializer``: each gate then starts norm-preserving on its own."""
@@ -65,7 +74,7 @@ def _lstm_update(gates: Tensor, c: Tensor, dropout: float, training: bool, cell_
     i, f, _, o = torch.sigmoid(gates).unbind(1)
     g = torch.tanh(gates.unbind(1)[2])
     if dropout > 0:
-        g = F.dropout(g, dropout, training)
+        g = fast_dropout(g, dropout, training)
     c = torch.addcmul(f * c, i, g)
     h = o * torch.tanh(c if cell_norm is None else cell_norm(c))
     return h, (h, c)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from sketchrnn.core.cells import RecurrentCell, State, make_cell
+from sketchrnn.core.cells import RecurrentCell, State, fast_dropout, make_cell
 
 # Below this many steps the fused kernel's per-call setup (oneDNN on CPU) costs more than the
 # Python loop saves; one-token stepping must never take it (about 10x slower than a cell step).
@@ -173,7 +173,7 @@ class RecurrentStack(nn.Module):
         finals = []
         for i, (layer, layer_state) in enumerate(zip(self.layers, state)):
             if i > 0 and self.layer_dropout > 0:
-                x = nn.functional.dropout(x, self.layer_dropout, self.training)
+                x = fast_dropout(x, self.layer_dropout, self.training)
             x, final = layer(x, lengths, layer_state)
             finals.append(final)
         return x, finals
