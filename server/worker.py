@@ -23,7 +23,7 @@ import torch
 
 from sketchrnn.checkpoints import LoadedModel
 from sketchrnn.data import S0
-from sketchrnn.sampler import feed_prefix, next_inputs, sample_points, stroke3_to_inputs
+from sketchrnn.sampler import next_inputs, sample_points, stroke3_to_inputs
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each request is its own stream
@@ -92,7 +92,7 @@ class ModelWorker:
         self.rows = 0  # rows live or admitted: read by the loop for admission control
         self.lock = threading.Lock()
         self.stopping = False
-        self._admitting: Stream | None = None  # the stream being primed, should that fail
+        self._admitting: list[Stream] = []  # the streams being primed, should that fail
         self.thread = threading.Thread(target=self._run, name=f"model-{loaded.name}", daemon=True)
         self.thread.start()
 
@@ -112,11 +112,16 @@ class ModelWorker:
 
     # --- the worker thread ----------------------------------------------------------------------
 
-    def _prime(self, stream: Stream):
-        """Run the prefix through the decoder for one row, then copy that state to n rows."""
-        inputs = stroke3_to_inputs(stream.strokes, 1.0)
-        state, pending = feed_prefix(self.model, self.model.initial_state(1), torch.tensor(S0)[None], inputs)
-        return tuple(s.expand(stream.n, -1).clone() for s in state), pending.expand(stream.n, 5)
+    def _prime(self, arrivals: list[Stream]):
+        """Run every arrival's prefix through the decoder in one padded call (each row's state
+        taken at its own end), then copy each stream's state to its n rows."""
+        prefixes = [torch.cat([torch.tensor(S0)[None], stroke3_to_inputs(s.strokes, 1.0)]) for s in arrivals]
+        lengths = torch.tensor([len(p) - 1 for p in prefixes])  # the last point is read by the next step
+        padded = torch.nn.utils.rnn.pad_sequence([p[:-1] for p in prefixes])
+        _, state = self.model.decode(padded, self.model.initial_state(len(arrivals)), lengths=lengths)
+        repeats = torch.tensor([s.n for s in arrivals])
+        pending = torch.stack([p[-1] for p in prefixes])
+        return tuple(h.repeat_interleave(repeats, 0) for h in state), pending.repeat_interleave(repeats, 0)
 
     def _run(self) -> None:
         """Step forever; a failure ends the streams in the batch with an error, not the worker."""
@@ -125,11 +130,11 @@ class ModelWorker:
                 self._serve()
             except Exception:
                 logging.getLogger("sketchrnn.server").exception("model worker failed; its streams end")
-                failed = self.streams + [s for s in [self._admitting] if s is not None and s not in self.streams]
+                failed = self.streams + [s for s in self._admitting if s not in self.streams]
                 for stream in failed:
                     self._release(stream, [{"type": "error", "id": stream.id, "code": "internal",
                                             "message": "the model failed on this request; see the server log"}])
-                self.streams, self.batch, self._admitting = [], Rows(), None
+                self.streams, self.batch, self._admitting = [], Rows(), []
 
     @torch.no_grad()
     def _serve(self) -> None:
@@ -146,17 +151,19 @@ class ModelWorker:
                 pass
             if self.stopping:
                 break
-            for stream in arrivals:
-                self._admitting = stream
-                if stream.cancelled:
-                    self._release(stream, [stream.done_message(k, "cancelled", 0) for k in range(stream.n)])
-                    continue
-                s, x = self._prime(stream)
+            cancelled = [s for s in arrivals if s.cancelled]  # read once: the flag may flip meanwhile
+            for stream in cancelled:
+                self._release(stream, [stream.done_message(k, "cancelled", 0) for k in range(stream.n)])
+            arrivals = [s for s in arrivals if s not in cancelled]
+            if arrivals:
+                self._admitting = arrivals
+                s, x = self._prime(arrivals)
                 state = s if state is None else tuple(torch.cat([a, b]) for a, b in zip(state, s))
                 inputs = x if inputs is None else torch.cat([inputs, x])
-                self.streams.append(stream)
-                self.batch.add(stream)
-            self._admitting = None
+                for stream in arrivals:
+                    self.streams.append(stream)
+                    self.batch.add(stream)
+            self._admitting = []
             if not self.streams:
                 continue
             # Leave: cancelled streams go before the step.

@@ -5,13 +5,16 @@ import json
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from server.app import Limits, RequestError, parse_strokes, run
+from server.worker import ModelWorker, Stream
 from sketchrnn.checkpoints import load_model
 
 DRAWING = [[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]
@@ -99,6 +102,29 @@ async def test_seeded_requests_repeat_whatever_else_is_in_the_batch(served):
         again, _ = await collect(a, 2)
         await collect(b, 4)
     assert first == again
+
+
+def test_arrivals_primed_together_get_the_state_each_gets_alone(sheep, sketches_dir):
+    """Streams that arrive in one step are primed in one padded call; each row's state must be
+    the one its own drawing gives when primed alone (real drawings of different lengths)."""
+    from sketchrnn.data import load_sketches
+
+    drawings = load_sketches([sketches_dir / "aaron_sheep.npz"]).splits["test"].drawings[:3]
+    worker = ModelWorker(sheep["sheep"])
+    try:
+        streams = [Stream(str(i), (d[: 7 + 20 * i] / 20).astype(np.float32), n, 50, 0.25, False,
+                          np.random.default_rng(i), None, None, 1.0, (0.0, 0.0))
+                   for i, (d, n) in enumerate(zip(drawings, (2, 1, 3)))]
+        (h, c), pending = worker._prime(streams)
+        row = 0
+        for stream in streams:
+            (h1, c1), pending1 = worker._prime([stream])
+            for _ in range(stream.n):
+                assert torch.allclose(h[row], h1[0], atol=1e-5) and torch.allclose(c[row], c1[0], atol=1e-5)
+                assert torch.equal(pending[row], pending1[0])
+                row += 1
+    finally:
+        worker.stop()
 
 
 async def test_cancel_and_supersede(served):

@@ -39,7 +39,8 @@ class TrainConfig:
     #                        with --minutes the fraction is of this invocation's clock, so a short
     #                        run still ends annealed (0.2-0.4 gains most in a few minutes)
     precision: str = "fp32"  # "bf16": forward and backward under bfloat16 autocast, about 2x on CPUs
-    #                          with AMX (weights, Adam and validation stay fp32); "fp32": exact
+    #                          with AMX (weights, Adam and validation stay fp32); "fp32": exact;
+    #                          "auto": bf16 where the hardware has fast bf16 (AMX, CUDA), else fp32
     clip: float = 1.0  # gradient clipping threshold; 0 turns clipping off
     clip_mode: str = "norm"  # "norm": global L2 norm; "value": each element (Magenta's choice)
     eval_every: int = 500  # validate and write checkpoints every this many steps
@@ -47,6 +48,15 @@ class TrainConfig:
     max_nonfinite: int = 100  # give up after this many skipped steps with non-finite loss/grads
     seed: int = 0  # seeds initialisation, dropout and (through batch_fn) the data order
     device: str = "cpu"  # where the model trains; checkpoints always load on the CPU
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bfloat16 matmuls run faster than float32 here: AMX tiles on the CPU (Sapphire Rapids and
+    later), or a CUDA GPU that supports bf16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own probe; absent on old builds
+    return device.type == "cpu" and amx is not None and amx()
 
 
 def learning_rate(cfg: TrainConfig, step: int, done: float = 0.0) -> float:
@@ -162,13 +172,14 @@ def train(
         raise ValueError(f"clip_mode must be 'norm' or 'value', got {cfg.clip_mode!r}")
     if cfg.steps <= 0 and cfg.minutes <= 0:
         raise ValueError("give a budget: steps > 0 or minutes > 0")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
+    if cfg.precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {cfg.precision!r}")
     if not 0 <= cfg.warmdown <= 1:
         raise ValueError(f"warmdown is a fraction of the budget in [0, 1], got {cfg.warmdown}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
+    bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and bf16_is_fast(device)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, nonfinite, carry, earlier_seconds = 0, math.inf, 0, None, 0.0
@@ -245,7 +256,7 @@ def train(
             lr = learning_rate(cfg, step, done)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss, new_carry, metrics = loss_fn(model, batch_fn(step), carry, step)
             optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(loss))
