@@ -297,7 +297,7 @@ def cmd_text_train(args: argparse.Namespace) -> int:
                          min_lr=args.min_lr, warmdown=args.warmdown, precision=args.precision, clip=args.clip,
                          eval_every=args.eval_every, log_every=min(50, args.eval_every), seed=args.seed)
     summary = train_text_model(args.data, args.out, cfg, engine, args.bptt, args.batch_size, args.max_vocab,
-                               args.resume, progress=not args.quiet)
+                               args.state_reset, args.resume, progress=not args.quiet)
     if args.quiet:
         print(json.dumps(summary))
     return 0
@@ -550,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--tied", action="store_true", help="tie input and output embeddings")
     tt.add_argument("--max-vocab", type=int, help="word level: keep this many words, the rest <unk>")
     tt.add_argument("--bptt", type=int, default=100, help="truncated BPTT length in symbols (default: 100)")
+    tt.add_argument("--state-reset", type=float, default=0.02,
+                    help="chance a stream starts a chunk from zero state, as sampling does (default: 0.02)")
     tt.add_argument("--batch-size", type=int, default=64, help="parallel streams; 64 fills 2 CPU cores better than 32 (default: 64)")
     tt.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate; 2e-3 for 512 units (default: 3e-3)")
     tt.add_argument("--lr-decay", type=float, default=1.0, help="per-step decay toward --min-lr (default: 1.0, none)")

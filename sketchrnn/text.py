@@ -151,10 +151,15 @@ def load_text_model(path: str | Path) -> TextModel:
 
 
 def train_text_model(path: str, out_dir: str | Path, cfg: TextConfig, engine: TrainConfig, bptt: int = 100,
-                     batch_size: int = 32, max_vocab: int | None = None, resume: bool = False,
-                     progress: bool = True) -> dict:
+                     batch_size: int = 64, max_vocab: int | None = None, state_reset: float = 0.02,
+                     resume: bool = False, progress: bool = True) -> dict:
     """Truncated BPTT over ``batch_size`` contiguous streams of the first 90% of the file;
-    validation on the last 10% (nanoGPT's split of tiny-shakespeare)."""
+    validation on the last 10% (nanoGPT's split of tiny-shakespeare).
+
+    ``state_reset``: the chance that a stream starts a chunk from zero state instead of its
+    carried one. Sampling starts from zero state, which carried-state training otherwise shows a
+    model once per pass per stream: a 2x512 LSTM trained 30 minutes without resets answered the
+    prime "ROMEO:" with "jjXQ;jjqWx..." yet continued "First Citizen:" well."""
     text = read_text(path)
     cut = int(len(text) * 0.9)
     if cfg.level == "word":
@@ -179,7 +184,12 @@ def train_text_model(path: str, out_dir: str | Path, cfg: TextConfig, engine: Tr
 
     def loss_fn(model, batch, carry, step):
         i, x, y = batch
-        logits, state = model(x, None if i == 0 else carry)  # a new pass starts from zero state
+        if i == 0:
+            carry = None  # a new pass starts from zero state
+        elif state_reset > 0:
+            keep = (torch.rand(x.shape[1]) >= state_reset)[:, None]
+            carry = [tuple(s * keep.to(s.dtype) for s in layer) for layer in carry]
+        logits, state = model(x, carry)
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()), state, {}
 
     def evaluate(model):
