@@ -160,6 +160,8 @@ def train_text_model(path: str, out_dir: str | Path, cfg: TextConfig, engine: Tr
     carried one. Sampling starts from zero state, which carried-state training otherwise shows a
     model once per pass per stream: a 2x512 LSTM trained 30 minutes without resets answered the
     prime "ROMEO:" with "jjXQ;jjqWx..." yet continued "First Citizen:" well."""
+    if not 0 <= state_reset <= 1:
+        raise ValueError(f"state_reset is a probability in [0, 1], got {state_reset}")
     text = read_text(path)
     cut = int(len(text) * 0.9)
     if cfg.level == "word":

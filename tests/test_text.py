@@ -99,6 +99,9 @@ def test_bad_text_gives_clear_errors(tmp_path, shared_data):
         read_text(tmp_path / "bin.txt")
     (tmp_path / "crlf.txt").write_bytes(b"ab\r\ncd\r\n")
     assert read_text(tmp_path / "crlf.txt") == "ab\ncd\n"
+    with pytest.raises(ValueError, match="state_reset is a probability"):
+        train_text_model(str(shared_data / "text" / "names.txt"), tmp_path, TextConfig(), TrainConfig(steps=1),
+                         state_reset=1.5)
     vocab = Vocabulary.build(list("abc\n"), "char")
     with pytest.raises(TextError, match="'é' \\(U\\+00E9\\) is not in the model's vocabulary"):
         vocab.encode(list("abé"), "prime")
