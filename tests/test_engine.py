@@ -183,7 +183,8 @@ def test_bf16_training_learns_and_warmdown_ends_at_the_floor(tmp_path):
     _, fp32 = run(tmp_path / "fp32", 40)
     model, bf16 = run(tmp_path / "bf16", 40, precision="bf16", warmdown=0.5)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps fp32 weights
-    first = evaluate(TinyRegressor())["loss"]
+    with torch.no_grad():
+        first = evaluate(TinyRegressor())["loss"]
     assert bf16["best_valid_loss"] < 0.5 * first and bf16["best_valid_loss"] < 2 * fp32["best_valid_loss"]
     rows = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in rows if r["split"] == "train"]
