@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     text = commands.add_parser("text", help="character- and word-level language models on the same core")
     text_commands = text.add_subparsers(dest="action", required=True, metavar="ACTION")
     tt = text_commands.add_parser("train", help="train a language model with truncated BPTT",
-                                  description="Train on a UTF-8 file; the last 10%% is held out for validation.")
+                                  description="Train on a UTF-8 file; the last 10% is held out for validation.")
     tt.add_argument("--data", required=True, help="UTF-8 text file")
     tt.add_argument("--out", required=True, help="run folder: checkpoints and metrics")
     tt.add_argument("--level", choices=["char", "word"], default="char", help="symbols (default: char)")
