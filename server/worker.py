@@ -23,7 +23,7 @@ import torch
 
 from sketchrnn.checkpoints import LoadedModel
 from sketchrnn.data import S0
-from sketchrnn.sampler import next_inputs, sample_points, stroke3_to_inputs
+from sketchrnn.sampler import feed_prefix, next_inputs, sample_points, stroke3_to_inputs
 
 
 @dataclass(eq=False)  # compared and hashed by identity: each request is its own stream
@@ -113,14 +113,12 @@ class ModelWorker:
     # --- the worker thread ----------------------------------------------------------------------
 
     def _prime(self, arrivals: list[Stream]):
-        """Run every arrival's prefix through the decoder in one padded call (each row's state
-        taken at its own end), then copy each stream's state to its n rows."""
-        prefixes = [torch.cat([torch.tensor(S0)[None], stroke3_to_inputs(s.strokes, 1.0)]) for s in arrivals]
-        lengths = torch.tensor([len(p) - 1 for p in prefixes])  # the last point is read by the next step
-        padded = torch.nn.utils.rnn.pad_sequence([p[:-1] for p in prefixes])
-        _, state = self.model.decode(padded, self.model.initial_state(len(arrivals)), lengths=lengths)
+        """Run every arrival's prefix through the decoder in one padded call, then copy each
+        stream's state to its n rows."""
+        prefixes = [stroke3_to_inputs(s.strokes, 1.0) for s in arrivals]
+        first = torch.tensor(S0).expand(len(arrivals), 5)
+        state, pending = feed_prefix(self.model, self.model.initial_state(len(arrivals)), first, prefixes)
         repeats = torch.tensor([s.n for s in arrivals])
-        pending = torch.stack([p[-1] for p in prefixes])
         return tuple(h.repeat_interleave(repeats, 0) for h in state), pending.repeat_interleave(repeats, 0)
 
     def _run(self) -> None:

@@ -63,14 +63,16 @@ def stroke3_to_inputs(stroke3: np.ndarray, scale: float) -> torch.Tensor:
     return torch.stack([s3[:, 0] / scale, s3[:, 1] / scale, 1 - pen, pen, torch.zeros_like(pen)], -1)
 
 
-def feed_prefix(model: SketchRNN, state, pending: torch.Tensor, inputs: torch.Tensor, z: torch.Tensor | None = None):
-    """Run the decoder over the pending inputs (B, 5) and then every row of ``inputs`` (N, 5)
-    but the last, the same prefix for all B rows, in one pass. Returns (state, new pending
-    inputs): the prefix's last point is read by the next step."""
-    batch = pending.shape[0]
-    sequence = torch.cat([pending[None], inputs[:-1, None].expand(-1, batch, -1)])
-    _, state = model.decode(sequence, state, z=z)
-    return state, inputs[-1].expand(batch, 5)
+def feed_prefix(model: SketchRNN, state, pending: torch.Tensor, prefixes: list[torch.Tensor],
+                z: torch.Tensor | None = None):
+    """Run the decoder over row b's pending input ``pending[b]`` (B, 5) and then every row of
+    ``prefixes[b]`` (N_b >= 1, 5) but the last, all rows in one padded pass, each row's state
+    taken at its own end. Returns (state, new pending inputs (B, 5)): each prefix's last point is
+    read by the next step."""
+    sequences = [torch.cat([first[None], prefix[:-1]]) for first, prefix in zip(pending, prefixes)]
+    lengths = torch.tensor([len(sequence) for sequence in sequences])
+    _, state = model.decode(torch.nn.utils.rnn.pad_sequence(sequences), state, z=z, lengths=lengths)
+    return state, torch.stack([prefix[-1] for prefix in prefixes])
 
 
 class Sampler:
@@ -105,7 +107,8 @@ class Sampler:
         continues it. Every alternative gets the same prefix."""
         inputs = stroke3_to_inputs(stroke3, self.scale)
         if len(inputs) > 0:
-            self.state, self.next_input = feed_prefix(self.model, self.state, self.next_input, inputs, self.z)
+            self.state, self.next_input = feed_prefix(self.model, self.state, self.next_input, [inputs] * self.k,
+                                                      self.z)
         return self
 
     def _decode(self, inputs: torch.Tensor):
