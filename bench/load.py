@@ -10,7 +10,6 @@ for a fixed time in this one:
 import argparse
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import time

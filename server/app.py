@@ -9,21 +9,24 @@ import math
 import signal
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.http11 import Request as HTTPRequest
+from websockets.http11 import Response
 
-from server.worker import ModelWorker, Stream
 from sketchrnn.checkpoints import LoadedModel
-from sketchrnn.strokes import StrokeFormatError, polylines_to_stroke3
+from sketchrnn.sampler import Request, Settings, prepare_strokes
+from sketchrnn.strokes import StrokeFormatError
+
+from .worker import Event, ModelWorker, Stream
 
 PROTOCOL = 1
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+CLIENT_DIR = resources.files("sketchrnn.client")  # the repository's client/, mapped into the package
 # The only files served over HTTP: request paths are looked up here, never joined onto a path.
 STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -113,7 +116,7 @@ class CompletionServer:
                    "classes": m.classes, "scale_factor": m.scale_factor} for name, m in self.models.items()]
         return {"type": "hello", "protocol": PROTOCOL, "models": models, "limits": asdict(self.limits)}
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, connection: ServerConnection, request: HTTPRequest) -> Response | None:
         url = urlsplit(request.path)
         if url.path == "/healthz":
             body = {"status": "ok", "models": list(self.models), "connections": self.connections,
@@ -167,7 +170,7 @@ class CompletionServer:
                         if current is not None:
                             current.cancelled = True  # someone drawing again wants the new ending
                         current = None
-                        current = self._start(message, loop, outbox.put_nowait)
+                        current = self._start(message, loop, outbox)
                     elif kind == "cancel":
                         if current is not None and current.id == message.get("id"):
                             current.cancelled = True
@@ -185,6 +188,9 @@ class CompletionServer:
                 current.cancelled = True  # the worker frees its rows at the next step
             self.connections -= 1
             sender.cancel()
+            # Wait for it: a sender still running after the handler returns races the test (and
+            # the server's shutdown) that counts what is left.
+            await asyncio.gather(sender, return_exceptions=True)
 
     def _decode(self, raw) -> dict:
         if isinstance(raw, bytes):
@@ -197,7 +203,7 @@ class CompletionServer:
             raise RequestError("bad_request", "message must be a JSON object")
         return message
 
-    def _start(self, message: dict, loop, deliver) -> Stream:
+    def _start(self, message: dict, loop, outbox: asyncio.Queue) -> Stream:
         request_id = message.get("id")
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
             raise RequestError("bad_request", "id must be a string of 1 to 64 characters")
@@ -207,6 +213,9 @@ class CompletionServer:
         limits, loaded = self.limits, self.models[name]
         strokes = parse_strokes(message.get("strokes"), limits.max_input_points)
         temperature = _number(message.get("temperature", 0.25), "temperature", 0.01, 2.0)
+        pen_temperature = message.get("pen_temperature")
+        if pen_temperature is not None:
+            pen_temperature = _number(pen_temperature, "pen_temperature", 0.01, 2.0)
         n = _integer(message.get("n", 1), "n", 1, limits.max_n, "too_large")
         max_points = _integer(message.get("max_points", limits.max_points), "max_points", 1, limits.max_points, "too_large")
         seed = message.get("seed")
@@ -215,24 +224,36 @@ class CompletionServer:
         greedy = message.get("greedy", False)
         if not isinstance(greedy, bool):
             raise RequestError("bad_request", "greedy must be true or false")
-        offsets = np.diff(np.concatenate(strokes), axis=0)
         scale = message.get("scale")
         if scale is not None:
             scale = _number(scale, "scale", 1e-6, 1e6)
-        elif len(offsets) >= 2 and offsets.std() > 0:
-            scale = float(offsets.std())  # the drawing's own step size becomes the model's unit
-        else:
-            scale = loaded.scale_factor
         try:
-            stroke3 = polylines_to_stroke3(strokes, "strokes") / np.array([scale, scale, 1.0])
+            prefix, scale = prepare_strokes(strokes, loaded.max_len, scale, fallback_scale=loaded.scale_factor)
         except StrokeFormatError as e:
             raise RequestError("bad_request", str(e)) from None
-        stream = Stream(request_id, stroke3.astype(np.float32), n, max_points, temperature, greedy,
-                        np.random.default_rng(seed), loop, deliver, scale, tuple(strokes[-1][-1]))
+        settings = Settings(temperature, pen_temperature, greedy, seed, max_points)
+        request = Request(prefix, scale, n, settings, origin=tuple(strokes[-1][-1]))
+
+        def deliver(stream: Stream, events: list[Event]) -> None:
+            outbox.put_nowait([self._message(stream, event) for event in events])
+
+        stream = Stream(request_id, request, loop, deliver)
         if not self.workers[name].submit(stream):
             raise RequestError("overloaded", f"model {name!r} is stepping its limit of {limits.max_batch} "
                                              "alternatives; try again shortly")
         return stream
+
+    @staticmethod
+    def _message(stream: Stream, event: Event) -> dict:
+        """The protocol message for one worker event."""
+        if event.point is not None:
+            return {"type": "points", "id": stream.id, "k": event.k, "points": [event.point]}
+        if event.finished == "failed":
+            return {"type": "error", "id": stream.id, "code": "internal",
+                    "message": "the model failed on this request; see the server log"}
+        ms = round((time.monotonic() - stream.started) * 1000, 1)
+        return {"type": "done", "id": stream.id, "k": event.k, "reason": event.finished, "points": event.count,
+                "ms": ms}
 
     async def _send(self, ws: ServerConnection, outbox: asyncio.Queue) -> None:
         """Drain the outbox, joining each alternative's queued points into one message.

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import torch
 from sketchrnn.core.engine import load_checkpoint, save_atomic
 from sketchrnn.model import SketchRNN, SketchRNNConfig
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "models" / "sheep.pt"
+# data/models/sheep.pt in the repository, mapped into the package (pyproject.toml)
+DEFAULT_MODEL = Path(str(resources.files("sketchrnn.models") / "sheep.pt"))
 MAGENTA_MODELS_URL = "https://storage.googleapis.com/quickdraw-models/sketchRNN/large_models"
 
 
@@ -30,6 +32,7 @@ class LoadedModel:
     scale_factor: float  # offsets are divided by this before they reach the model
     classes: list[str]
     name: str
+    max_len: int = 250  # the longest drawing it trained on, in points: what a prefix is cut to
 
 
 def _gen_json_weights(path: Path) -> tuple[dict, list[np.ndarray]]:
@@ -76,7 +79,7 @@ def import_gen_json(path: str | Path) -> LoadedModel:
         model.output.weight.copy_(torch.from_numpy(out_w).T)
         model.output.bias.copy_(torch.from_numpy(out_b))
     name = info.get("name") or path.name.removesuffix(".gen.json")
-    return LoadedModel(model.eval(), float(info["scale_factor"]), [name], name)
+    return LoadedModel(model.eval(), float(info["scale_factor"]), [name], name, int(info.get("max_seq_len", 250)))
 
 
 def load_model(path: str | Path | None = None) -> LoadedModel:
@@ -93,14 +96,15 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
         raise ModelFileError(f"{path}: not a sketchrnn model checkpoint ({type(e).__name__}: {e})") from None
     name = path.parent.name if path.stem in ("best", "last") else path.stem
-    return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name)
+    max_len = ckpt.get("max_len", ckpt.get("sketch_train_config", {}).get("max_len", 250))
+    return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name, int(max_len))
 
 
 def save_model(loaded: LoadedModel, path: str | Path) -> None:
     """Write a standalone model checkpoint (weights, config, scale factor, classes)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_atomic({"model": loaded.model.state_dict(), "config": loaded.model.checkpoint_config(),
-                 "scale_factor": loaded.scale_factor, "classes": loaded.classes}, Path(path))
+                 "scale_factor": loaded.scale_factor, "classes": loaded.classes, "max_len": loaded.max_len}, Path(path))
 
 
 def download_model(name: str, directory: str | Path, base_url: str = MAGENTA_MODELS_URL, timeout: float = 60) -> Path:

@@ -180,12 +180,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args) -> "Settings":
+    from sketchrnn.sampler import Settings
+
+    return Settings(args.temperature, getattr(args, "pen_temperature", None), seed=args.seed,
+                    max_points=args.max_points)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from sketchrnn.render import render_grid
-    from sketchrnn.train import sample_drawings
+    from sketchrnn.sampler import sample
 
     loaded = _model(args)
-    drawings = sample_drawings(loaded.model, loaded.scale_factor, args.n, args.temperature, args.seed, args.max_points)
+    drawings = sample(loaded.model, loaded.scale_factor, args.n, _settings(args))
     render_grid(drawings, args.out)
     print(f"wrote {len(drawings)} samples of {loaded.name} (temperature {args.temperature}) to {args.out}")
     return 0
@@ -193,17 +200,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_complete(args: argparse.Namespace) -> int:
     from sketchrnn.render import render_grid
-    from sketchrnn.sampler import Sampler
-    from sketchrnn.strokes import read_drawing
+    from sketchrnn.sampler import Request, complete, prepare_strokes
+    from sketchrnn.strokes import read_drawing, stroke3_to_polylines
 
     loaded = _model(args)
     partial = read_drawing(args.input, args.index)
-    sampler = Sampler(loaded.model, loaded.scale_factor, k=args.n, temperature=args.temperature, seed=args.seed)
-    continuations = sampler.prime(partial).run(args.max_points)
+    prefix, scale = prepare_strokes(stroke3_to_polylines(partial), loaded.max_len, args.scale, loaded.scale_factor)
+    continuations = complete(loaded.model, Request(prefix, scale, args.n, _settings(args)))
     render_grid([np.concatenate([partial, c]) for c in continuations], args.out,
                 generated_from=[len(partial)] * len(continuations))
     if args.json:
-        Path(args.json).write_text(json.dumps({"input": partial.tolist(),
+        Path(args.json).write_text(json.dumps({"input": partial.tolist(), "scale": scale,
                                                "continuations": [c.tolist() for c in continuations]}))
     lengths = ", ".join(str(len(c)) for c in continuations)
     print(f"wrote {len(continuations)} continuations of {args.input} ({lengths} points) by {loaded.name} to {args.out}")
@@ -221,15 +228,14 @@ def _drawings_from(args):
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from sketchrnn.render import render_grid
-    from sketchrnn.sampler import Sampler, encode
+    from sketchrnn.sampler import encode, sample
 
     loaded = _model(args)
     sketches = _drawings_from(args)
     chosen = np.random.default_rng(args.seed).permutation(len(sketches))[: args.n]
     originals = [sketches.drawings[i] for i in chosen]
     z = encode(loaded.model, loaded.scale_factor, originals)
-    rebuilt = Sampler(loaded.model, loaded.scale_factor, k=len(originals), temperature=args.temperature,
-                      seed=args.seed, z=z).run(args.max_points)
+    rebuilt = sample(loaded.model, loaded.scale_factor, len(originals), _settings(args), z=z)
     pairs = [d for pair in zip(originals, rebuilt) for d in pair]
     render_grid(pairs, args.out, columns=2, titles=["original", "reconstruction"] * len(originals))
     print(f"wrote {len(originals)} drawings and their reconstructions to {args.out}")
@@ -240,7 +246,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     import torch
 
     from sketchrnn.render import render_grid
-    from sketchrnn.sampler import Sampler, encode, slerp
+    from sketchrnn.sampler import encode, sample, slerp
 
     loaded = _model(args)
     sketches = _drawings_from(args)
@@ -248,8 +254,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     za, zb = encode(loaded.model, loaded.scale_factor, ends)
     ts = np.linspace(0.0, 1.0, args.steps)
     z = torch.stack([slerp(za, zb, float(t)) for t in ts])
-    drawings = Sampler(loaded.model, loaded.scale_factor, k=len(ts), temperature=args.temperature,
-                       seed=args.seed, z=z).run(args.max_points)
+    drawings = sample(loaded.model, loaded.scale_factor, len(ts), _settings(args), z=z)
     render_grid(drawings, args.out, columns=len(ts), titles=[f"t={t:.2f}" for t in ts])
     print(f"wrote {len(ts)} drawings from drawing {args.first} to {args.second} to {args.out}")
     return 0
@@ -258,8 +263,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.app import Limits, run
     from sketchrnn.checkpoints import load_model
+    from sketchrnn.server.app import Limits, run
 
     paths = []
     for given in args.model or [None]:
@@ -471,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_flag(sa)
     sa.add_argument("--n", type=int, default=16, help="how many drawings (default: 16)")
     sa.add_argument("--temperature", type=float, default=0.4, help="randomness; lower is tidier (default: 0.4)")
+    sa.add_argument("--pen-temperature", type=float, help="randomness of the pen and mixture choice alone "
+                                                          "(default: 0.5 + 0.5 x --temperature, as sketch-rnn-js)")
     sa.add_argument("--max-points", type=int, default=250, help="longest drawing (default: 250)")
     sa.add_argument("--out", default="samples.svg", help="SVG file (default: samples.svg)")
     sa.set_defaults(func=cmd_sample)
@@ -480,7 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--input", required=True, help="ndjson file, JSON polylines [[[x, y], ...], ...] or JSON stroke-3")
     co.add_argument("--index", type=int, default=0, help="which drawing of an ndjson input (default: 0)")
     co.add_argument("--n", type=int, default=4, help="alternative continuations (default: 4)")
-    co.add_argument("--temperature", type=float, default=0.3, help="randomness (default: 0.3)")
+    co.add_argument("--temperature", type=float, default=0.25, help="randomness (default: 0.25, sketch-rnn-js's demos)")
+    co.add_argument("--pen-temperature", type=float, help="randomness of the pen and mixture choice alone "
+                                                          "(default: 0.5 + 0.5 x --temperature, as sketch-rnn-js)")
+    co.add_argument("--scale", type=float, help="input units per model unit (default: the std of the "
+                                                "simplified input's offsets)")
     co.add_argument("--max-points", type=int, default=250, help="longest continuation (default: 250)")
     co.add_argument("--out", default="completions.svg", help="SVG file (default: completions.svg)")
     co.add_argument("--json", help="also write the input and continuations (stroke-3) to this JSON file")
@@ -514,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     im.set_defaults(func=cmd_import)
 
-    from server.app import Limits
+    from sketchrnn.server.app import Limits
 
     lim = Limits()
     sv = commands.add_parser("serve", help="stream completions over a WebSocket, and serve the client",

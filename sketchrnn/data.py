@@ -100,11 +100,18 @@ def load_sketches(
     return SketchData(classes, splits, skipped)
 
 
-def normalise(drawing: np.ndarray, scale: float) -> np.ndarray:
-    """A drawing in the model's units: offsets clamped to +-OFFSET_CLAMP, divided by ``scale``."""
+def to_model_units(drawing: np.ndarray, scale: float) -> np.ndarray:
+    """The one conversion of a drawing (stroke-3) into the model's units: offsets clamped to
+    +-OFFSET_CLAMP, divided by ``scale`` (drawing units per model unit)."""
     out = drawing.astype(np.float32)
     out[:, :2] = np.clip(out[:, :2], -OFFSET_CLAMP, OFFSET_CLAMP) / np.float32(scale)
     return out
+
+
+def stroke5(drawing: np.ndarray) -> np.ndarray:
+    """stroke-3 rows [dx, dy, p] -> stroke-5 rows [dx, dy, 1 - p, p, 0] (N, 5): no S0, no end."""
+    pen = drawing[:, 2:3].astype(np.float32)
+    return np.concatenate([drawing[:, :2].astype(np.float32), 1 - pen, pen, np.zeros_like(pen)], 1)
 
 
 def scale_factor(drawings: list[np.ndarray]) -> float:
@@ -157,11 +164,7 @@ def stroke5_batch(drawings: list[np.ndarray], labels) -> StrokeBatch:
     full[:] = END
     full[0] = S0
     for b, d in enumerate(drawings):
-        n = len(d)
-        full[1 : n + 1, b, :2] = d[:, :2]
-        full[1 : n + 1, b, 2] = 1.0 - d[:, 2]
-        full[1 : n + 1, b, 3] = d[:, 2]
-        full[1 : n + 1, b, 4] = 0.0
+        full[1 : len(d) + 1, b] = stroke5(d)
     full = torch.from_numpy(full)
     return StrokeBatch(full[:-1], full[1:], torch.from_numpy(lengths + 1), torch.as_tensor(np.asarray(labels)))
 
@@ -204,7 +207,7 @@ class Batcher:
     ):
         if len(sketches) == 0:
             raise ValueError("no drawings to batch")
-        self.drawings = [normalise(d, scale) for d in sketches.drawings]
+        self.drawings = [to_model_units(d, scale) for d in sketches.drawings]
         self.labels = sketches.labels
         self.batch_size = min(batch_size, len(self.drawings))
         self.bucket, self.augment, self.seed = bucket, augment, seed
@@ -242,7 +245,7 @@ class Batcher:
 
 def evaluation_batches(sketches: SketchSet, scale: float, batch_size: int = 100):
     """Every drawing once, unaugmented, in batches of similar length (less padding)."""
-    drawings = [normalise(d, scale) for d in sketches.drawings]
+    drawings = [to_model_units(d, scale) for d in sketches.drawings]
     order = np.argsort([len(d) for d in drawings], kind="stable")
     for chunk in np.split(order, range(batch_size, len(order), batch_size)):
         yield stroke5_batch([drawings[i] for i in chunk], sketches.labels[chunk])

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from sketchrnn.core import RecurrentStack
 from sketchrnn.core.engine import TrainConfig, train
 
+
 def adding_batch(batch: int, length: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """The adding problem (Hochreiter & Schmidhuber 1997, in the form of Le et al. 2015).
 

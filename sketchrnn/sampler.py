@@ -1,38 +1,93 @@
-"""Sampling from a Sketch-RNN decoder one point at a time: unconditional drawings, or k
-alternative continuations of a partial drawing, stepped together as one batch.
+"""The one sampler: a Batch of rows stepping a Sketch-RNN decoder together, used alike by
+``sketchrnn sample/complete`` and by the server; beside it, the input pipeline that turns a
+person's strokes into what the model was trained on.
 
-Temperature tau scales the pi and pen logits by 1/tau and sigma by sqrt(tau), as sketch-rnn-js
-does (Magenta's TF ``sample()`` scales sigma by tau). Points come out in the drawing's own units
-(the model's scale factor undone), as stroke-3 [dx, dy, p].
+Each request asks for n alternatives continuing one drawing; each alternative is a row with its
+own request's random stream, temperature, scale, latent z and point budget. Requests join between
+steps (their prefixes primed in one padded pass) and leave when all their rows have ended:
+
+    rows:  [ a.k0  a.k1  b.k0  c.k0  c.k1  c.k2 | pad  pad ]   state (rows, hidden), inputs (rows, 5)
+             request a   req b  request c         to a multiple of ROW_MULTIPLE at each decoder call
+
+Points come out in the drawing's own units, both as offsets (stroke-3) and as absolute positions.
 """
 
-import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from sketchrnn.data import S0, normalise, stroke5_batch
+from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
 from sketchrnn.model import MixtureParams, SketchRNN
+from sketchrnn.strokes import RDP_EPSILON, polylines_to_stroke3, rdp, resample
+
+# Every decoder call sees a row count that is a multiple of this. On MKL's sgemm a row's result
+# then does not depend on which other rows share the batch (with 2 or 3 rows it does, by ~1e-6,
+# and a sampled choice flips within a hundred points): a seeded request repeats exactly.
+ROW_MULTIPLE = 8
+FRAME = 255.0  # Quick, Draw! simplified drawings: the longer side scaled to 0-255
 
 
 @dataclass
-class Step:
-    points: np.ndarray  # (k, 3) [dx, dy, p] per alternative, in the drawing's units
-    ended: np.ndarray  # (k,) True where this step is the alternative's end of sketch
-    active: np.ndarray  # (k,) False where the alternative had ended before: its row means nothing
+class Settings:
+    """How one request samples."""
+
+    temperature: float = 0.25  # sigma times sqrt(tau); sketch-rnn-js's demos draw at 0.25
+    pen_temperature: float | None = None  # divides the pen and mixture logits; None: 0.5 + 0.5 tau (sketch-rnn-js)
+    greedy: bool = False  # the likeliest component, its mean offset, the likeliest pen state
+    seed: int | None = None  # None: fresh randomness
+    max_points: int = 250  # points per alternative (Magenta's max_seq_len)
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.pen_temperature is not None and not self.pen_temperature > 0:
+            raise ValueError(f"pen temperature must be > 0, got {self.pen_temperature}")
+        if self.max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {self.max_points}")
+
+    @property
+    def discrete_temperature(self) -> float:
+        return 0.5 + 0.5 * self.temperature if self.pen_temperature is None else self.pen_temperature
 
 
-def sample_points(p: MixtureParams, temperature: torch.Tensor, greedy: torch.Tensor, uniforms: torch.Tensor):
-    """One point per row from a step's output distribution -> (dx, dy, pen index), in model units.
+@dataclass(eq=False)  # compared and hashed by identity: each request is its own
+class Request:
+    """n alternatives continuing one drawing (or drawing from nothing)."""
 
-    Row b uses temperature[b] (B, 1), greedy[b] (B,) and its own four uniforms[b] (B, 4), so a
-    row's draw depends only on its own random stream: a seeded request repeats exactly whichever
-    other rows share its batch. Pen and component by inverse CDF; offsets by Box-Muller.
-    """
+    prefix: np.ndarray  # stroke-3 in drawing units: what is drawn so far; (0, 3) for none
+    scale: float  # drawing units per model unit
+    n: int = 1
+    settings: Settings = field(default_factory=Settings)
+    z: Tensor | None = None  # VAE latent, (1, z) or (n, z); None: see Batch.latent
+    origin: tuple[float, float] = (0.0, 0.0)  # the pen's position after the prefix, drawing units
+
+
+@dataclass
+class Points:
+    """One step of every row: what a caller needs to report it, indexed by row."""
+
+    rows: list[tuple[Request, int]]  # (request, alternative k)
+    offset: np.ndarray  # (B, 2) the step's offset, drawing units
+    position: np.ndarray  # (B, 2) the pen's position after it, drawing units
+    lifted: np.ndarray  # (B,) the pen lifts after this point
+    drawn: np.ndarray  # (B,) this step drew a point on the row
+    ended: np.ndarray  # (B,) the row chose end-of-sketch at this step
+    capped: np.ndarray  # (B,) the row drew its last allowed point
+    count: np.ndarray  # (B,) points drawn by the row so far
+
+
+def sample_points(p: MixtureParams, temperature: Tensor, discrete_temperature: Tensor, greedy: Tensor,
+                  uniforms: Tensor):
+    """One point per row from a step's output distribution -> (dx, dy, pen index), model units.
+
+    Row b uses temperature[b] and discrete_temperature[b] (B, 1), greedy[b] (B,) and its own four
+    uniforms[b] (B, 4), so a row's draw depends only on its own random stream. Pen and component
+    by inverse CDF; offsets by Box-Muller."""
     u = uniforms.to(p.mu_x.dtype).T.contiguous()  # (4, B): each row of draws contiguous
-    pen_cdf = torch.softmax(p.pen_logits / temperature, -1).cumsum(-1)
-    pi_cdf = torch.softmax(p.log_pi / temperature, -1).cumsum(-1)
+    pen_cdf = torch.softmax(p.pen_logits / discrete_temperature, -1).cumsum(-1)
+    pi_cdf = torch.softmax(p.log_pi / discrete_temperature, -1).cumsum(-1)
     pen = torch.searchsorted(pen_cdf, u[0, :, None]).clamp_max(2)[:, 0]
     component = torch.searchsorted(pi_cdf, u[1, :, None]).clamp_max(pi_cdf.shape[-1] - 1)
     pen = torch.where(greedy, p.pen_logits.argmax(-1), pen)
@@ -51,100 +106,209 @@ def sample_points(p: MixtureParams, temperature: torch.Tensor, greedy: torch.Ten
     return dx, dy, pen
 
 
-def next_inputs(dx: torch.Tensor, dy: torch.Tensor, pen: torch.Tensor) -> torch.Tensor:
-    """The sampled points as the decoder's next stroke-5 inputs (B, 5)."""
-    return torch.cat([torch.stack([dx, dy], -1), torch.nn.functional.one_hot(pen, 3).to(dx.dtype)], -1)
+def padded_decode(model: SketchRNN, inputs: Tensor, state, z: Tensor | None, lengths: Tensor | None = None):
+    """``model.decode`` over (T, B, 5) with the rows padded to a multiple of ROW_MULTIPLE."""
+    rows = inputs.shape[1]
+    pad = -rows % ROW_MULTIPLE
+    if pad:
+        inputs = torch.cat([inputs, inputs.new_zeros(inputs.shape[0], pad, 5)], 1)
+        state = tuple(torch.cat([s, s.new_zeros(pad, *s.shape[1:])]) for s in state)
+        z = None if z is None else torch.cat([z, z.new_zeros(pad, z.shape[1])])
+        lengths = None if lengths is None else torch.cat([lengths, lengths.new_ones(pad)])
+    out, state = model.decode(inputs, state, z=z, lengths=lengths, exact_rows=True)
+    return out[:, :rows], tuple(s[:rows] for s in state)
 
 
-def stroke3_to_inputs(stroke3: np.ndarray, scale: float) -> torch.Tensor:
-    """stroke-3 in the drawing's units -> stroke-5 decoder inputs (N, 5), offsets normalised."""
-    s3 = torch.as_tensor(np.asarray(stroke3, dtype=np.float32))
-    pen = s3[:, 2]
-    return torch.stack([s3[:, 0] / scale, s3[:, 1] / scale, 1 - pen, pen, torch.zeros_like(pen)], -1)
+class Batch:
+    """The decoder state of every row of every request being sampled; ``add`` requests, ``step``
+    all rows, ``drop_finished`` (or ``remove``) the requests that are done."""
 
-
-def feed_prefix(model: SketchRNN, state, pending: torch.Tensor, prefixes: list[torch.Tensor],
-                z: torch.Tensor | None = None):
-    """Run the decoder over row b's pending input ``pending[b]`` (B, 5) and then every row of
-    ``prefixes[b]`` (N_b >= 1, 5) but the last, all rows in one padded pass, each row's state
-    taken at its own end. Returns (state, new pending inputs (B, 5)): each prefix's last point is
-    read by the next step."""
-    sequences = [torch.cat([first[None], prefix[:-1]]) for first, prefix in zip(pending, prefixes)]
-    lengths = torch.tensor([len(sequence) for sequence in sequences])
-    _, state = model.decode(torch.nn.utils.rnn.pad_sequence(sequences), state, z=z, lengths=lengths)
-    return state, torch.stack([prefix[-1] for prefix in prefixes])
-
-
-class Sampler:
-    """Holds the decoder state of k alternatives; ``prime`` feeds a partial drawing, ``step``
-    samples the next point of every alternative still drawing."""
-
-    def __init__(
-        self,
-        model: SketchRNN,
-        scale_factor: float,
-        k: int = 1,
-        temperature: float = 0.25,  # sketch-rnn-js's demos draw at 0.25: tidy but varied
-        greedy: bool = False,  # take the most likely component, mean offset and pen state
-        seed: int | None = None,
-        z: torch.Tensor | None = None,  # VAE latent (1, z) or (k, z); None for decoder-only
-    ):
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+    def __init__(self, model: SketchRNN):
         self.model = model.eval()
-        self.scale, self.k = scale_factor, k
-        self.temperature, self.greedy = temperature, greedy
-        self.rng = np.random.default_rng(seed)
-        self.z = None if z is None else z.expand(k, -1)
-        self.state = model.initial_state(k, self.z)
-        self.next_input = torch.tensor(S0).expand(k, 5)
-        self.done = np.zeros(k, dtype=bool)
-        self.count = 0  # points sampled so far
+        self.device = next(model.parameters()).device
+        self.requests: list[Request] = []  # in row order; each owns request.n consecutive rows
+        self.rngs: list[np.random.Generator] = []
+        self.rows: list[tuple[Request, int]] = []
+        self.state = None  # tuple of (B, ...) tensors
+        self.inputs = torch.zeros(0, 5, device=self.device)  # what each row's decoder reads next
+        self.z = None  # (B, z) for a VAE
+        self.position = np.zeros((0, 2))
+        self.count = np.zeros(0, dtype=np.int64)
+        self.live = np.zeros(0, dtype=bool)
+        self.scale = np.zeros(0)
+        self.cap = np.zeros(0, dtype=np.int64)
+        self.temperature = torch.zeros(0, 1, device=self.device)
+        self.discrete_temperature = torch.zeros(0, 1, device=self.device)
+        self.greedy = torch.zeros(0, dtype=torch.bool, device=self.device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def latent(self, request: Request, rng: np.random.Generator) -> Tensor | None:
+        """A VAE's z for each of the request's rows: as given; else the encoder's mean for the
+        drawing so far (the alternatives differ by sampling alone); else, drawing from nothing,
+        one z from the prior per alternative. None for a decoder-only model."""
+        if self.model.config.mode != "vae":
+            return None
+        if request.z is not None:
+            z = request.z.to(self.device, torch.float32)
+        elif len(request.prefix):
+            z = encode(self.model, request.scale, [request.prefix])
+        else:
+            z = torch.from_numpy(rng.standard_normal((request.n, self.model.config.z_size))).float().to(self.device)
+        return z.expand(request.n, -1) if z.shape[0] == 1 else z
 
     @torch.no_grad()
-    def prime(self, stroke3: np.ndarray) -> "Sampler":
-        """Feed a partial drawing (stroke-3, the drawing's units) in one pass; the next ``step``
-        continues it. Every alternative gets the same prefix."""
-        inputs = stroke3_to_inputs(stroke3, self.scale)
-        if len(inputs) > 0:
-            self.state, self.next_input = feed_prefix(self.model, self.state, self.next_input, [inputs] * self.k,
-                                                      self.z)
-        return self
+    def add(self, requests: list[Request]) -> None:
+        """Prime every request's prefix in one padded decoder pass (each row's state taken at its
+        own end) and append its n rows; the next ``step`` continues them."""
+        rngs = [np.random.default_rng(r.settings.seed) for r in requests]
+        units = [to_model_units(r.prefix, r.scale) for r in requests]
+        latents = [self.latent(r, rng) for r, rng in zip(requests, rngs)]
+        z = None if latents[0] is None else torch.cat(latents)
+        rows = sum(r.n for r in requests)
+        state = self.model.initial_state(rows, z)
+        inputs = torch.tensor(S0, device=self.device).repeat(rows, 1)
+        # Rows with a prefix read S0 and all its points but the last; the last is read by the
+        # next step. Each row is primed on its own: a VAE's rows may differ in z.
+        row_prefix = np.repeat(np.arange(len(requests)), [r.n for r in requests])
+        primed = [i for i in range(rows) if len(units[row_prefix[i]])]
+        if primed:
+            prefixes = [torch.from_numpy(stroke5(units[row_prefix[i]])).to(self.device) for i in primed]
+            sequences = [torch.cat([inputs[i : i + 1], p[:-1]]) for i, p in zip(primed, prefixes)]
+            index = torch.tensor(primed, device=self.device)
+            _, primed_state = padded_decode(
+                self.model, torch.nn.utils.rnn.pad_sequence(sequences), tuple(s[index] for s in state),
+                None if z is None else z[index], torch.tensor([len(s) for s in sequences], device=self.device))
+            state = tuple(s.index_copy(0, index, p) for s, p in zip(state, primed_state))
+            inputs = inputs.index_copy(0, index, torch.stack([p[-1] for p in prefixes]))
+        self._append(requests, rngs, state, inputs, z)
 
-    def _decode(self, inputs: torch.Tensor):
-        return self.model.decode(inputs, self.state, z=self.z)
+    def _append(self, requests, rngs, state, inputs, z) -> None:
+        def per_row(values, dtype=None):
+            return np.repeat(np.asarray(values, dtype=dtype), [r.n for r in requests], axis=0)
+
+        def column(values):
+            return torch.from_numpy(per_row(values, np.float32)[:, None]).to(self.device)
+
+        self.requests += requests
+        self.rngs += rngs
+        self.rows += [(r, k) for r in requests for k in range(r.n)]
+        self.state = state if self.state is None else tuple(torch.cat([a, b]) for a, b in zip(self.state, state))
+        self.inputs = torch.cat([self.inputs, inputs])
+        self.z = z if self.z is None else torch.cat([self.z, z])
+        self.position = np.concatenate([self.position, per_row([r.origin for r in requests], np.float64)])
+        self.count = np.concatenate([self.count, per_row([0] * len(requests), np.int64)])
+        self.live = np.concatenate([self.live, per_row([True] * len(requests), bool)])
+        self.scale = np.concatenate([self.scale, per_row([r.scale for r in requests], np.float64)])
+        self.cap = np.concatenate([self.cap, per_row([r.settings.max_points for r in requests], np.int64)])
+        self.temperature = torch.cat([self.temperature, column([r.settings.temperature for r in requests])])
+        self.discrete_temperature = torch.cat([self.discrete_temperature,
+                                               column([r.settings.discrete_temperature for r in requests])])
+        self.greedy = torch.cat([self.greedy, torch.from_numpy(per_row([r.settings.greedy for r in requests],
+                                                                         bool)).to(self.device)])
 
     @torch.no_grad()
-    def step(self) -> Step:
-        out, self.state = self._decode(self.next_input[None])
-        tau = torch.full((self.k, 1), self.temperature)
-        greedy = torch.full((self.k,), self.greedy)
-        dx, dy, pen = sample_points(self.model.params(out[0]), tau, greedy, torch.from_numpy(self.rng.random((self.k, 4))))
-        self.next_input = next_inputs(dx, dy, pen)
-        active = ~self.done
-        ended = (pen == 2).numpy() & active
-        self.done |= ended
-        self.count += 1
-        points = torch.stack([dx * self.scale, dy * self.scale, (pen == 1).float()], -1).numpy()
-        return Step(points, ended, active)
+    def step(self) -> Points:
+        """Sample one point on every row. Rows that ended earlier are stepped too (their request
+        still draws) but draw nothing."""
+        out, self.state = padded_decode(self.model, self.inputs[None], self.state, self.z)
+        uniforms = np.concatenate([rng.random((r.n, 4)) for r, rng in zip(self.requests, self.rngs)])
+        dx, dy, pen = sample_points(self.model.params(out[0]), self.temperature, self.discrete_temperature,
+                                    self.greedy, torch.from_numpy(uniforms).to(self.device))
+        # The sampled point as the next stroke-5 input: [dx, dy, one-hot pen].
+        self.inputs = torch.zeros_like(self.inputs)
+        self.inputs[:, 0], self.inputs[:, 1] = dx, dy
+        self.inputs.scatter_(1, (pen + 2)[:, None], 1.0)
+        pen = pen.cpu().numpy()
+        offset = torch.stack([dx, dy], -1).cpu().numpy().astype(np.float64) * self.scale[:, None]
+        was_live = self.live.copy()
+        ended = was_live & (pen == 2)
+        drawn = was_live & ~ended
+        self.position[drawn] += offset[drawn]
+        self.count[drawn] += 1
+        capped = drawn & (self.count >= self.cap)
+        self.live &= ~(ended | capped)
+        return Points(list(self.rows), offset, self.position.copy(), pen == 1, drawn, ended, capped,
+                      self.count.copy())
 
-    def run(self, max_points: int = 250) -> list[np.ndarray]:
-        """Step until every alternative ends or ``max_points``; each alternative's stroke-3."""
-        drawn = [[] for _ in range(self.k)]
-        while not self.done.all() and self.count < max_points:
-            s = self.step()
-            for i in np.flatnonzero(s.active & ~s.ended):
-                drawn[i].append(s.points[i])
-        return [np.array(d, dtype=np.float32).reshape(-1, 3) for d in drawn]
+    def drop_finished(self) -> list[Request]:
+        """Remove the requests none of whose rows still draws; returns them."""
+        live = {r for (r, _), alive in zip(self.rows, self.live) if alive}
+        return self.remove([r for r in self.requests if r not in live])
 
-    def clone(self) -> "Sampler":
-        """An independent copy (state, pending input, RNG) sharing the model: restart alternatives
-        from a primed state without priming again."""
-        twin = copy.copy(self)
-        twin.state = tuple(s.clone() for s in self.state)
-        twin.done = self.done.copy()
-        twin.rng = copy.deepcopy(self.rng)
-        return twin
+    def remove(self, requests: list[Request]) -> list[Request]:
+        """Remove these requests' rows (those not in the batch are ignored); returns them."""
+        gone = set(requests)
+        if not gone:
+            return []
+        keep = np.array([r not in gone for r, _ in self.rows], dtype=bool)
+        index = torch.from_numpy(keep).to(self.device)
+        self.rngs = [g for r, g in zip(self.requests, self.rngs) if r not in gone]
+        self.requests = [r for r in self.requests if r not in gone]
+        self.rows = [row for row, kept in zip(self.rows, keep) if kept]
+        self.state = tuple(s[index] for s in self.state)
+        self.inputs = self.inputs[index]
+        self.z = None if self.z is None else self.z[index]
+        for name in ("position", "count", "live", "scale", "cap"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.temperature, self.discrete_temperature = self.temperature[index], self.discrete_temperature[index]
+        self.greedy = self.greedy[index]
+        return list(gone)
+
+
+@torch.no_grad()
+def complete(model: SketchRNN, request: Request) -> list[np.ndarray]:
+    """Sample the request's n alternatives to their ends: each one's stroke-3, drawing units."""
+    batch = Batch(model)
+    batch.add([request])
+    drawn = [[] for _ in range(request.n)]
+    while len(batch):
+        points = batch.step()
+        for row in np.flatnonzero(points.drawn):
+            drawn[points.rows[row][1]].append([*points.offset[row], float(points.lifted[row])])
+        batch.drop_finished()
+    return [np.array(d, dtype=np.float32).reshape(-1, 3) for d in drawn]
+
+
+def sample(model: SketchRNN, scale: float, n: int, settings: Settings, z: Tensor | None = None) -> list[np.ndarray]:
+    """n drawings from nothing (a VAE: one z from the prior each, or the given z)."""
+    return complete(model, Request(np.zeros((0, 3), dtype=np.float32), scale, n, settings, z))
+
+
+# --- A person's strokes, as the model's training data looked -----------------------------------
+
+
+def prepare_strokes(polylines: list[np.ndarray], max_len: int, scale: float | None = None,
+                    fallback_scale: float = 1.0) -> tuple[np.ndarray, float]:
+    """Absolute polylines as drawn (every mouse point, in any units) -> (stroke-3 prefix, scale).
+
+    Simplified as Google simplified the training drawings, in the drawing's own frame: the longer
+    side of the drawing so far counts 255 units; resampled at 1 unit, Ramer-Douglas-Peucker at
+    epsilon 2, rounded. A mouse sends 5-14x more points than that, and a model fed dense strokes
+    reads its own step size as tiny and draws tangles. Past ``max_len`` points (the longest
+    drawing the model trained on) the tolerance doubles until it fits, then the oldest points go.
+    The scale (drawing units per model unit) is ``scale`` if given, else the std of the simplified
+    offsets (the model's unit is the std of its training offsets), else ``fallback_scale``."""
+    everything = np.concatenate(polylines)
+    low = everything.min(0)
+    unit = float((everything - low).max()) / FRAME  # drawing units per frame unit
+    epsilon = RDP_EPSILON
+    while True:
+        if unit > 0:
+            strokes = [np.round(rdp(resample((p - low) / unit), epsilon)) * unit + low for p in polylines]
+        else:  # a single dot
+            strokes = [np.repeat(p[:1], 2, 0) for p in polylines]
+        prefix = polylines_to_stroke3(strokes)
+        if len(prefix) <= max_len or epsilon >= 8 * RDP_EPSILON:
+            break
+        epsilon *= 2
+    prefix = prefix[-max_len:]
+    if scale is None:
+        offsets = prefix[1:, :2]
+        spread = float(offsets.std()) if len(offsets) >= 2 else 0.0
+        scale = spread if spread > 0 else fallback_scale
+    return prefix, scale
 
 
 @torch.no_grad()
@@ -152,8 +316,9 @@ def encode(model: SketchRNN, scale_factor: float, drawings: list[np.ndarray]) ->
     """The mean latent mu (n, z) of each drawing under a VAE model."""
     if model.config.mode != "vae":
         raise ValueError("encoding needs a VAE model (trained with --mode vae)")
-    batch = stroke5_batch([normalise(d, scale_factor) for d in drawings], np.zeros(len(drawings), dtype=np.int64))
-    mu, _ = model.eval().encode(batch.targets, batch.lengths - 1)
+    device = next(model.parameters()).device
+    batch = stroke5_batch([to_model_units(d, scale_factor) for d in drawings], np.zeros(len(drawings), dtype=np.int64))
+    mu, _ = model.eval().encode(batch.targets.to(device), batch.lengths - 1)
     return mu
 
 

@@ -4,7 +4,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sketchrnn.core.engine import TrainConfig, exponential_anneal, train
@@ -12,7 +11,7 @@ from sketchrnn.data import Batcher, SketchSet, cap_length, evaluation_batches, l
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, training_loss
 from sketchrnn.plot import Series, line_chart
 from sketchrnn.render import render_grid
-from sketchrnn.sampler import Sampler
+from sketchrnn.sampler import Settings, sample
 
 
 @dataclass
@@ -109,7 +108,7 @@ def train_sketch_model(
         return {"loss": result["nll"] + result.get("kl", 0.0), **result}
 
     def after_eval(model, step, out_dir):
-        drawings = sample_drawings(model.cpu(), scale, 16, temperature=0.4, seed=step)
+        drawings = sample(model.cpu(), scale, 16, Settings(temperature=0.4, seed=step))
         model.to(device)
         render_grid(drawings, out_dir / f"samples-{step:06d}.svg")
 
@@ -127,10 +126,3 @@ def train_sketch_model(
     learning_curve(out_dir / "metrics.jsonl", out_dir / "learning_curve.svg")
     return summary
 
-
-def sample_drawings(model: SketchRNN, scale: float, n: int, temperature: float, seed: int | None = None,
-                    max_points: int = 250, z: torch.Tensor | None = None) -> list[np.ndarray]:
-    """n unconditional drawings (decoder-only), or n drawings from one z (vae, z given)."""
-    if model.config.mode == "vae" and z is None:
-        z = torch.randn(n, model.config.z_size, generator=torch.Generator().manual_seed(seed or 0))
-    return Sampler(model, scale, k=n, temperature=temperature, seed=seed, z=z).run(max_points)

@@ -2,7 +2,6 @@
 `sketchrnn serve` with the default model."""
 
 import json
-import shutil
 import socket
 import subprocess
 import sys

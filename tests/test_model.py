@@ -14,9 +14,10 @@ import torch
 from sketchrnn.checkpoints import ModelFileError, download_model, import_gen_json, load_model, save_model
 from sketchrnn.cli import main
 from sketchrnn.core.engine import exponential_anneal
-from sketchrnn.data import stroke5_batch
+from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, split_output, step_nll, training_loss
-from sketchrnn.sampler import Sampler, stroke3_to_inputs
+from sketchrnn.sampler import Batch, Request, Settings, complete, prepare_strokes, sample
+from sketchrnn.strokes import read_ndjson, resample, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
 
 SMALL = SketchRNNConfig(hidden=32, mixtures=3, dropout=0.0)
@@ -99,8 +100,7 @@ def test_imported_monkey_model_scores_the_reference_nll(shared_data):
     """-0.693 +- 0.002 on drawings 900-999: an independent numpy computation of the metric."""
     loaded = load_model(shared_data / "models" / "monkey.gen.json")
     assert loaded.model.config.hidden == 512 and loaded.classes == ["monkey"]
-    from sketchrnn.data import load_sketches
-    from sketchrnn.data import SketchSet
+    from sketchrnn.data import SketchSet, load_sketches
 
     every = load_sketches([shared_data / "sketches" / "quickdraw" / "monkey-1000.ndjson"]).splits["all"]
     chosen = range(900, 1000)
@@ -162,32 +162,96 @@ def test_models_download_from_a_local_server(shared_data, tmp_path):
         server.shutdown()
 
 
-def test_sampler_repeats_with_a_seed_and_batches_k_alternatives(shared_data):
+def test_a_seeded_request_repeats_exactly_whatever_shares_its_batch(shared_data):
     loaded = load_model(shared_data / "models" / "sheep.gen.json")
-    a = Sampler(loaded.model, loaded.scale_factor, k=3, seed=7).run(60)
-    b = Sampler(loaded.model, loaded.scale_factor, k=3, seed=7).run(60)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not np.array_equal(a[0], a[1])  # the alternatives differ
-    greedy = [Sampler(loaded.model, loaded.scale_factor, k=2, greedy=True).run(40) for _ in range(2)]
-    assert np.array_equal(greedy[0][0], greedy[0][1]) and np.array_equal(greedy[0][0], greedy[1][0])
+    scale = loaded.scale_factor
+    drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "sheep.ndjson")[0][0].strokes
+
+    def request(seed, n=3, greedy=False):
+        return Request(drawing[:15], scale, n, Settings(seed=seed, greedy=greedy, max_points=80))
+
+    alone = complete(loaded.model, request(7))
+    assert all(np.array_equal(x, y) for x, y in zip(alone, complete(loaded.model, request(7))))
+    assert not np.array_equal(alone[0], alone[1])  # the alternatives differ
+    # The same request joining a batch already stepping others, beside another newcomer.
+    batch = Batch(loaded.model)
+    batch.add([request(1, n=2), Request(drawing[:40], scale, 1, Settings(seed=2))])
+    for _ in range(5):
+        batch.step()
+    mine = request(7)
+    batch.add([Request(drawing[:3], scale, 4, Settings(seed=3)), mine])
+    drawn = [[] for _ in range(3)]
+    while mine in batch.requests:
+        points = batch.step()
+        for row in np.flatnonzero(points.drawn):
+            owner, k = points.rows[row]
+            if owner is mine:
+                drawn[k].append([*points.offset[row], float(points.lifted[row])])
+        batch.drop_finished()
+    assert all(np.array_equal(x, np.array(y, dtype=np.float32).reshape(-1, 3)) for x, y in zip(alone, drawn))
+    greedy = complete(loaded.model, request(None, n=2, greedy=True))
+    assert np.array_equal(greedy[0], greedy[1]) and len(greedy[0]) > 0
 
 
-def test_priming_equals_one_pass_over_the_concatenation(shared_data):
+def test_priming_equals_one_teacher_forced_pass_over_the_prefix(shared_data):
     loaded = load_model(shared_data / "models" / "sheep.gen.json")
-    from sketchrnn.strokes import read_ndjson
-
-    drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "cat.ndjson")[0][0].strokes
-    sampler = Sampler(loaded.model, loaded.scale_factor, k=2, seed=0).prime(drawing[:20])
-    for point in drawing[20:30]:  # step through the rest of the prefix, feeding its points
-        sampler.step()
-        sampler.next_input = stroke3_to_inputs(point[None], loaded.scale_factor).expand(2, 5)
-    whole = Sampler(loaded.model, loaded.scale_factor, k=2, seed=0).prime(drawing[:30])
-    torch.testing.assert_close(sampler.next_input, whole.next_input)
-    for x, y in zip(sampler.state, whole.state):
+    scale = loaded.scale_factor
+    drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "cat.ndjson")[0][0].strokes[:30]
+    alone, crowded = Batch(loaded.model), Batch(loaded.model)
+    alone.add([Request(drawing, scale)])
+    crowded.add([Request(drawing[:7], scale, 2), Request(drawing, scale)])
+    for x, y in zip(alone.state, crowded.state):
+        assert torch.equal(x[0], y[2])  # padded beside shorter prefixes, the same state exactly
+    units = torch.from_numpy(stroke5(to_model_units(drawing, scale)))
+    out, state = loaded.model.decode(torch.cat([torch.tensor([S0]), units[:-1]])[:, None])
+    for x, y in zip(alone.state, state):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
-    # A clone continues exactly like the original.
-    twin = whole.clone()
-    assert np.array_equal(twin.run(30)[0], whole.run(30)[0])
+    torch.testing.assert_close(alone.inputs[0], units[-1])  # the last point is the next step's input
+
+
+def test_temperature_follows_sketch_rnn_js(shared_data):
+    """sigma times sqrt(tau); pen and mixture logits divided by 0.5 + 0.5 tau unless given."""
+    assert Settings(temperature=0.25).discrete_temperature == 0.625
+    assert Settings(temperature=0.25, pen_temperature=0.1).discrete_temperature == 0.1
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        Settings(temperature=0)
+    loaded = load_model(shared_data / "models" / "sheep.gen.json")
+    lifts = []
+    for pen_temperature in (0.05, 1.0):
+        drawings = sample(loaded.model, loaded.scale_factor, 8, Settings(0.25, pen_temperature, seed=0))
+        lifts.append(sum(d[:, 2].sum() for d in drawings) / sum(len(d) for d in drawings))
+    assert lifts[0] < lifts[1]  # a colder pen lifts less often
+
+
+def test_prepare_strokes_simplifies_dense_mouse_input_like_the_training_data(shared_data):
+    simplified = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "cat.ndjson")[0][:5]
+    for record in simplified:
+        polylines = [p * 2.0 + 100 for p in stroke3_to_polylines(record.strokes)]  # drawn at 2x
+        dense = [resample(p, 2.0) for p in polylines]  # a mouse point every 2 px
+        prefix, scale = prepare_strokes(dense, max_len=250)
+        assert len(prefix) < 0.5 * sum(len(p) for p in dense)
+        assert abs(len(prefix) - len(record.strokes)) <= 0.25 * len(record.strokes)
+        assert scale == pytest.approx(2.0 * record.strokes[1:, :2].std(), rel=0.25)
+    prefix, _ = prepare_strokes(dense * 40, max_len=100)  # far more than the model can take
+    assert len(prefix) <= 100
+    prefix, scale = prepare_strokes([np.array([[5.0, 5.0], [5.0, 5.0]])], 250, fallback_scale=3.0)
+    assert scale == 3.0 and len(prefix) == 2  # a dot: the model's own scale
+    assert prepare_strokes(dense, 250, scale=7.0)[1] == 7.0  # an explicit scale wins
+
+
+def test_a_trained_vae_completes_from_the_command_line(sketches_dir, tmp_path, capsys):
+    data = str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")
+    config = SketchRNNConfig(mode="vae", hidden=32, mixtures=3, encoder_hidden=16, z_size=8)
+    train_sketch_model([data], tmp_path / "run", config, SketchTrainConfig(batch_size=16, steps=20, eval_every=20),
+                       progress=False)
+    model = str(tmp_path / "run" / "best.pt")
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps([[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]))
+    assert main(["complete", "--model", model, "--input", str(partial), "--n", "2", "--seed", "1",
+                 "--max-points", "40", "--out", str(tmp_path / "c.svg"), "--json", str(tmp_path / "c.json")]) == 0
+    out = json.loads((tmp_path / "c.json").read_text())
+    assert len(out["continuations"]) == 2 and any(len(c) for c in out["continuations"])
+    assert main(["sample", "--model", model, "--n", "2", "--seed", "1", "--out", str(tmp_path / "s.svg")]) == 0
 
 
 def test_training_lowers_the_loss_and_resumes(sketches_dir, tmp_path):

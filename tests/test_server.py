@@ -5,17 +5,16 @@ import json
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sketchrnn.server.app import Limits, RequestError, parse_strokes, run
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from server.app import Limits, RequestError, parse_strokes, run
-from server.worker import ModelWorker, Stream
 from sketchrnn.checkpoints import load_model
+from sketchrnn.model import SketchRNNConfig
+from sketchrnn.train import SketchTrainConfig, train_sketch_model
 
 DRAWING = [[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]
 
@@ -30,9 +29,9 @@ async def served(sheep):
     """Start a server; yield (app, base URL); cancel it afterwards."""
     servers = []
 
-    async def start(limits=Limits(), token=None, origins=None):
+    async def start(limits=Limits(), token=None, origins=None, models=None):
         ready = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(run(sheep, "127.0.0.1", 0, limits, origins, token, ready))
+        task = asyncio.create_task(run(models or sheep, "127.0.0.1", 0, limits, origins, token, ready))
         app, server = await ready
         servers.append(task)
         port = server.sockets[0].getsockname()[1]
@@ -104,27 +103,18 @@ async def test_seeded_requests_repeat_whatever_else_is_in_the_batch(served):
     assert first == again
 
 
-def test_arrivals_primed_together_get_the_state_each_gets_alone(sheep, sketches_dir):
-    """Streams that arrive in one step are primed in one padded call; each row's state must be
-    the one its own drawing gives when primed alone (real drawings of different lengths)."""
-    from sketchrnn.data import load_sketches
-
-    drawings = load_sketches([sketches_dir / "aaron_sheep.npz"]).splits["test"].drawings[:3]
-    worker = ModelWorker(sheep["sheep"])
-    try:
-        streams = [Stream(str(i), (d[: 7 + 20 * i] / 20).astype(np.float32), n, 50, 0.25, False,
-                          np.random.default_rng(i), None, None, 1.0, (0.0, 0.0))
-                   for i, (d, n) in enumerate(zip(drawings, (2, 1, 3)))]
-        (h, c), pending = worker._prime(streams)
-        row = 0
-        for stream in streams:
-            (h1, c1), pending1 = worker._prime([stream])
-            for _ in range(stream.n):
-                assert torch.allclose(h[row], h1[0], atol=1e-5) and torch.allclose(c[row], c1[0], atol=1e-5)
-                assert torch.equal(pending[row], pending1[0])
-                row += 1
-    finally:
-        worker.stop()
+async def test_a_trained_vae_completes_over_the_websocket(served, sketches_dir, tmp_path):
+    """A VAE's z comes from the encoder of the drawing so far; it completes like any model."""
+    config = SketchRNNConfig(mode="vae", hidden=32, mixtures=3, encoder_hidden=16, z_size=8)
+    train_sketch_model([str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")], tmp_path, config,
+                       SketchTrainConfig(batch_size=16, steps=20, eval_every=20), progress=False)
+    app, host, _ = await served(models={"cat-vae": load_model(tmp_path / "best.pt")})
+    async with connect(f"ws://{host}/ws") as ws:
+        assert (await hello(ws))["models"][0]["mode"] == "vae"
+        await complete(ws, n=2, max_points=30, seed=1)
+        points, done = await collect(ws, 2)
+    assert all(done[k]["reason"] in ("end", "max_points") for k in range(2))
+    assert sum(len(p) for p in points.values()) > 0
 
 
 async def test_cancel_and_supersede(served):

@@ -16,7 +16,7 @@ Tensors are time-major. A padded batch of B sequences of lengths L_b, longest T:
 import warnings
 
 import torch
-from torch import Tensor, _VF, nn
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from sketchrnn.core.cells import RecurrentCell, State, fast_dropout, make_cell
@@ -50,8 +50,10 @@ class RecurrentLayer(nn.Module):
         return self.fused and cell.fused_mode is not None and not dropout_active and steps >= FUSED_MIN_STEPS
 
     def forward(
-        self, x: Tensor, lengths: Tensor | None = None, state: State | None = None
+        self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, exact_rows: bool = False
     ) -> tuple[Tensor, State]:
+        """``exact_rows``: never the fused kernel over a padded batch, whose packed steps make a
+        row's result depend (by rounding) on the other rows' lengths."""
         steps, batch = x.shape[:2]
         if state is None:
             state = self.cell.initial_state(batch)
@@ -59,7 +61,7 @@ class RecurrentLayer(nn.Module):
             lengths = lengths.to(x.device)
             if bool((lengths == steps).all()):
                 lengths = None  # nothing padded: skip the masking
-        if self.uses_fused_kernel(steps):
+        if self.uses_fused_kernel(steps) and not (exact_rows and lengths is not None):
             return self._fused(x, lengths, state)
         # One matmul for the input side of every step; the loop does only the recurrent part.
         # Iterate with unbind: indexing xp[t] inside the loop makes backward O(T^2).

@@ -1,0 +1,1 @@
+"""The browser client (plain HTML/JS/CSS), shipped inside the package as ``sketchrnn.client``."""

@@ -1,0 +1,1 @@
+"""The default model the project ships, inside the package as ``sketchrnn.models``."""
