@@ -43,7 +43,8 @@ def interleaved(fns: dict, repeats: int) -> dict:
             fn()
             times[name].append(time.perf_counter() - start)
     base = times[next(iter(fns))]
-    return {name: (statistics.median(t), statistics.median(a / b for a, b in zip(t, base))) for name, t in times.items()}
+    return {name: (statistics.median(t), statistics.median(a / b for a, b in zip(t, base)))
+            for name, t in times.items()}
 
 
 def train_step_fn(module, x):
@@ -75,7 +76,8 @@ def stepping_fn(module, batch, inp, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds; each round runs every implementation once")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed rounds; each round runs every implementation once")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")

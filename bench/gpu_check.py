@@ -38,7 +38,7 @@ def train_on_gpu_resume_on_cpu(out: Path) -> None:
         return adding_batch(50, 50, torch.Generator().manual_seed(step))
 
     def loss_fn(model, batch, carry, step):
-        x, y = (t.to(next(model.parameters()).device) for t in batch)
+        x, y = batch  # the engine moved it to the model's device
         return nn.functional.mse_loss(model(x), y), None, {}
 
     valid = adding_batch(500, 50, torch.Generator().manual_seed(-1))
@@ -50,14 +50,15 @@ def train_on_gpu_resume_on_cpu(out: Path) -> None:
     torch.manual_seed(0)
     model = SequenceRegressor("layer_norm", 64)
     start = time.perf_counter()
-    summary = train(model, TrainConfig(steps=200, eval_every=100, device="cuda"), out, batch_fn=batch_fn,
-                    loss_fn=loss_fn, evaluate=evaluate, progress=False)
-    print(f"trained on cuda: {summary['step']} steps in {time.perf_counter() - start:.1f}s, valid {summary['valid_loss']:.4f}")
-    ckpt = load_checkpoint(out / "last.pt")
+    summary = train(model, TrainConfig(steps=200, eval_every=100, device="cuda"), out, kind="adding", config={},
+                    batch_fn=batch_fn, loss_fn=loss_fn, evaluate=evaluate, progress=False)
+    seconds = time.perf_counter() - start
+    print(f"trained on cuda: {summary['step']} steps in {seconds:.1f}s, valid {summary['valid_loss']:.4f}")
+    ckpt = load_checkpoint(out / "last.pt", "adding")
     assert all(t.device.type == "cpu" for t in ckpt["model"].values())
     cpu_model = SequenceRegressor("layer_norm", 64)
-    summary = train(cpu_model, TrainConfig(steps=220, eval_every=100, device="cpu"), out, batch_fn=batch_fn,
-                    loss_fn=loss_fn, evaluate=evaluate, resume=True, progress=False)
+    summary = train(cpu_model, TrainConfig(steps=220, eval_every=100, device="cpu"), out, kind="adding", config={},
+                    batch_fn=batch_fn, loss_fn=loss_fn, evaluate=evaluate, resume=True, progress=False)
     print(f"resumed on cpu from the cuda checkpoint: step {summary['step']}, valid {summary['valid_loss']:.4f}")
 
 
@@ -71,7 +72,7 @@ def speed() -> None:
     fns["lstm + dropout 0.1 (loop)"] = RecurrentLayer(make_cell("lstm", inp, hidden, 0.1)).cuda()
     times = {}
     for label, module in fns.items():
-        def run():
+        def run(module=module):
             module(x)[0].sum().backward()
             torch.cuda.synchronize()
 
@@ -83,7 +84,8 @@ def speed() -> None:
             samples.append(time.perf_counter() - start)
         times[label] = statistics.median(samples)
     base = times["torch.nn.LSTM (cuDNN)"]
-    print(f"\ntrain step B{batch} T{steps} I{inp} H{hidden} on {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    device = torch.cuda.get_device_name()
+    print(f"\ntrain step B{batch} T{steps} I{inp} H{hidden} on {device}, torch {torch.__version__}")
     for label, t in times.items():
         print(f"| {label} | {t * 1e3:.1f} ms | {t / base:.2f}x |")
 

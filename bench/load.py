@@ -73,7 +73,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each N runs (default: 10)")
     parser.add_argument("--port", type=int, default=8790, help="port for the server under test (default: 8790)")
     args = parser.parse_args()
-    server = subprocess.Popen([sys.executable, "-m", "sketchrnn.cli", "serve", "--port", str(args.port),
+    server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(args.port),
                                "--rate", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -94,7 +94,8 @@ def main():
         single = next((r for r in results if r["clients"] == 1), None)
         if single:
             for r in results:
-                print(f"throughput at N={r['clients']} / one stream at a time: {r['points_per_s'] / single['points_per_s']:.1f}x")
+                ratio = r["points_per_s"] / single["points_per_s"]
+                print(f"throughput at N={r['clients']} / one stream at a time: {ratio:.1f}x")
     finally:
         server.terminate()
         server.wait(10)

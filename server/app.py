@@ -156,8 +156,8 @@ class CompletionServer:
                         if message.get("type") == "auth" and message.get("token") == self.token:
                             authorised = True
                             continue
-                        outbox.put_nowait([{"type": "error", "code": "unauthorized",
-                                            "message": "send {\"type\": \"auth\", \"token\": ...} first, or connect with ?token="}])
+                        message = 'send {"type": "auth", "token": ...} first, or connect with ?token='
+                        outbox.put_nowait([{"type": "error", "code": "unauthorized", "message": message}])
                         await outbox.join()
                         await ws.close(1008, "unauthorized")
                         return
@@ -217,7 +217,8 @@ class CompletionServer:
         if pen_temperature is not None:
             pen_temperature = _number(pen_temperature, "pen_temperature", 0.01, 2.0)
         n = _integer(message.get("n", 1), "n", 1, limits.max_n, "too_large")
-        max_points = _integer(message.get("max_points", limits.max_points), "max_points", 1, limits.max_points, "too_large")
+        max_points = _integer(message.get("max_points", limits.max_points), "max_points", 1, limits.max_points,
+                              "too_large")
         seed = message.get("seed")
         if seed is not None:
             seed = _integer(seed, "seed", 0, 2**63 - 1)

@@ -3,7 +3,6 @@ files (importing and downloading those), and the default model the project ships
 
 import base64
 import json
-import pickle
 import shutil
 import tempfile
 import urllib.request
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchrnn.core.engine import load_checkpoint, save_atomic
+from sketchrnn.core.engine import CheckpointError, load_checkpoint, save_atomic
 from sketchrnn.model import SketchRNN, SketchRNNConfig
 
 # data/models/sheep.pt in the repository, mapped into the package (pyproject.toml)
@@ -90,20 +89,43 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     if path.name.endswith(".json"):
         return import_gen_json(path)
     try:
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, "sketch")
         model = SketchRNN(SketchRNNConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+    except CheckpointError as e:
+        raise ModelFileError(f"{e}; expected a Sketch-RNN model") from None
+    except (KeyError, TypeError, RuntimeError) as e:
         raise ModelFileError(f"{path}: not a sketchrnn model checkpoint ({type(e).__name__}: {e})") from None
     name = path.parent.name if path.stem in ("best", "last") else path.stem
-    max_len = ckpt.get("max_len", ckpt.get("sketch_train_config", {}).get("max_len", 250))
-    return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name, int(max_len))
+    return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name, int(ckpt["max_len"]))
+
+
+def load_models(paths: list[str | Path | None]) -> dict[str, LoadedModel]:
+    """Models by name from files and folders of them (a folder gives every .pt and .gen.json in
+    it; None is the default model). Two files with one name are both kept, told apart."""
+    files = []
+    for given in paths:
+        if given is not None and Path(given).is_dir():
+            found = sorted(p for p in Path(given).iterdir() if p.suffix == ".pt" or p.name.endswith(".gen.json"))
+            if not found:
+                raise ModelFileError(f"{given}: no .pt or .gen.json models in this folder")
+            files += found
+        else:
+            files.append(given)
+    models = {}
+    for path in files:
+        loaded = load_model(path)
+        name, i = loaded.name, 2
+        while name in models:
+            name, i = f"{loaded.name}-{i}", i + 1
+        models[name] = loaded
+    return models
 
 
 def save_model(loaded: LoadedModel, path: str | Path) -> None:
     """Write a standalone model checkpoint (weights, config, scale factor, classes)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_atomic({"model": loaded.model.state_dict(), "config": loaded.model.checkpoint_config(),
+    save_atomic({"kind": "sketch", "model": loaded.model.state_dict(), "config": loaded.model.checkpoint_config(),
                  "scale_factor": loaded.scale_factor, "classes": loaded.classes, "max_len": loaded.max_len}, Path(path))
 
 

@@ -96,7 +96,7 @@ def load_sketches(
                 parts[name][0].append(drawing)
                 parts[name][1].append(label)
                 parts[name][2].append(key)
-    splits = {s: SketchSet(d, np.array(l, dtype=np.int64), k) for s, (d, l, k) in parts.items()}
+    splits = {s: SketchSet(d, np.array(labels, dtype=np.int64), k) for s, (d, labels, k) in parts.items()}
     return SketchData(classes, splits, skipped)
 
 
@@ -151,9 +151,6 @@ class StrokeBatch:
     targets: torch.Tensor  # (T, B, 5) the points, then end-of-sketch; padding after
     lengths: torch.Tensor  # (B,) N + 1: real target steps, the end-of-sketch step included
     labels: torch.Tensor  # (B,) class index
-
-    def to(self, device) -> "StrokeBatch":
-        return StrokeBatch(self.inputs.to(device), self.targets.to(device), self.lengths.to(device), self.labels.to(device))
 
 
 def stroke5_batch(drawings: list[np.ndarray], labels) -> StrokeBatch:
@@ -239,7 +236,8 @@ class Batcher:
         if self.augment:
             rng = np.random.default_rng((self.seed, step, 1))
             stretch = rng.uniform(1 - self.random_scale, 1 + self.random_scale, (len(chosen), 2)).astype(np.float32)
-            drawings = [drop_points(d, self.drop_prob, rng) * np.append(s, np.float32(1.0)) for d, s in zip(drawings, stretch)]
+            drawings = [drop_points(d, self.drop_prob, rng) * np.append(s, np.float32(1.0))
+                        for d, s in zip(drawings, stretch)]
         return stroke5_batch(drawings, self.labels[chosen])
 
 

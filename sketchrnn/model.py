@@ -14,19 +14,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sketchrnn.core import RecurrentLayer, RecurrentStack, make_cell
+from sketchrnn.core.engine import option
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
 class SketchRNNConfig:
-    mode: str = "decoder"  # "decoder": unconditional, zero initial state; "vae": conditioned on z
-    cell: str = "lstm"  # decoder cell: lstm | layer_norm | hyper | gru (Magenta's default: lstm)
-    hidden: int = 512  # decoder units (Magenta's dec_rnn_size)
-    mixtures: int = 20  # bivariate normals in the offset mixture (Magenta's num_mixture)
-    dropout: float = 0.1  # recurrent dropout; Magenta keeps 0.9 of the candidate
-    encoder_hidden: int = 256  # per direction of the bidirectional LSTM encoder (vae only)
-    z_size: int = 128  # latent size (vae only)
+    """Magenta sketch_rnn's model hyperparameters (``get_default_hparams``)."""
+
+    mode: str = option("decoder", "decoder: unconditional, zero initial state; vae: conditioned on a latent z "
+                       "of the drawing", choices=("decoder", "vae"))
+    cell: str = option("lstm", "decoder cell (Magenta's default: lstm)", choices=("lstm", "layer_norm", "hyper", "gru"))
+    hidden: int = option(512, "decoder units (Magenta's dec_rnn_size)")
+    mixtures: int = option(20, "bivariate normals in the offset mixture (Magenta's num_mixture)")
+    dropout: float = option(0.1, "recurrent dropout on the candidate; Magenta keeps 0.9 of it")
+    encoder_hidden: int = option(256, "units per direction of the bidirectional LSTM encoder (vae only)")
+    z_size: int = option(128, "latent size (vae only)")
 
     def __post_init__(self):
         if self.mode not in ("decoder", "vae"):

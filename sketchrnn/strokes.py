@@ -218,8 +218,7 @@ def write_ndjson(path: str | Path, records: list[Record], word: str | None = Non
         for r in records:
             polylines = stroke3_to_polylines(r.strokes)
             low = np.concatenate(polylines).min(axis=0)
-            drawing = [[np.round(p[:, 0] - low[0]).astype(int).tolist(), np.round(p[:, 1] - low[1]).astype(int).tolist()]
-                       for p in polylines]
+            drawing = [[np.round(p[:, axis] - low[axis]).astype(int).tolist() for axis in (0, 1)] for p in polylines]
             obj = {"word": r.word or word}
             if r.key_id is not None:
                 obj["key_id"] = r.key_id
@@ -244,6 +243,7 @@ def read_drawing(path: str | Path, index: int = 0) -> np.ndarray:
         raise StrokeFormatError(f"{path}: not JSON ({e})") from None
     if isinstance(obj, dict) and "drawing" in obj:
         return parse_ndjson_line(json.dumps(obj), str(path)).strokes
-    if isinstance(obj, list) and obj and all(isinstance(r, list) and len(r) == 3 and not isinstance(r[0], list) for r in obj):
+    if (isinstance(obj, list) and obj
+            and all(isinstance(r, list) and len(r) == 3 and not isinstance(r[0], list) for r in obj)):
         return check_stroke3(np.array(obj, dtype=np.float32), str(path))
     return polylines_to_stroke3(obj, str(path))

@@ -3,7 +3,6 @@ truncated BPTT through the engine; evaluation with state carried through a file;
 """
 
 import math
-import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sketchrnn.core import RecurrentStack, fast_dropout
-from sketchrnn.core.engine import TrainConfig, load_checkpoint, train
+from sketchrnn.core import CELLS, RecurrentStack, fast_dropout
+from sketchrnn.core.engine import CheckpointError, TrainConfig, load_checkpoint, option, train
 
 EOS, UNK = "<eos>", "<unk>"
 
@@ -93,14 +92,35 @@ def batchify(ids: Tensor, streams: int) -> Tensor:
 
 @dataclass
 class TextConfig:
-    level: str = "char"  # "char" or "word"
-    cell: str = "lstm"  # rnn | gru | lstm | layer_norm | hyper
-    hidden: int = 256  # units per layer
-    layers: int = 2  # stacked recurrent layers
-    embedding: int = 0  # input embedding size (0: same as hidden, which allows tying)
-    dropout: float = 0.2  # on embeddings, between layers and before the output (Zaremba et al.)
-    tied: bool = False  # share input and output embeddings (word level; needs embedding == hidden)
-    vocab: list[str] = field(default_factory=list)
+    level: str = option("char", "symbols: characters, or whitespace-separated words", choices=("char", "word"))
+    cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
+    hidden: int = option(256, "units per layer")
+    layers: int = option(2, "stacked recurrent layers")
+    embedding: int = option(0, "input embedding size; 0: the same as --hidden, which allows tying")
+    dropout: float = option(0.2, "dropout on embeddings, between layers and before the output (Zaremba et al.)")
+    tied: bool = option(False, "share input and output embeddings (word level; needs embedding == hidden)")
+    vocab: list[str] = field(default_factory=list)  # filled from the training text
+
+
+def text_recipe() -> TrainConfig:
+    """The 5-minute recipe on 2 CPU cores (BENCHMARKS.md: 1.506 nats/char on tiny-shakespeare):
+    Adam 3e-3, annealed to zero over the last 30% of the budget, bf16 where that is fast."""
+    return TrainConfig(steps=0, minutes=5.0, lr=3e-3, warmdown=0.3, precision="auto", clip=1.0, eval_every=500)
+
+
+@dataclass
+class TextTrainConfig:
+    """Everything ``sketchrnn text train`` sets; its defaults are the 5-minute recipe."""
+
+    model: TextConfig = field(default_factory=TextConfig)
+    engine: TrainConfig = field(default_factory=text_recipe)
+    bptt: int = option(100, "truncated BPTT length in symbols")
+    batch_size: int = option(64, "parallel streams; 64 fills 2 CPU cores better than 32")
+    max_vocab: int | None = option(None, "word level: keep this many words, the rest <unk>")
+    # Sampling starts from zero state, which carried-state training otherwise shows a model once
+    # per pass per stream: a 2x512 LSTM trained 30 minutes without resets answered the prime
+    # "ROMEO:" with "jjXQ;jjqWx..." yet continued "First Citizen:" well.
+    state_reset: float = option(0.02, "chance a stream starts a chunk from zero state, as sampling does")
 
 
 class TextModel(nn.Module):
@@ -140,26 +160,19 @@ def nats_per_symbol(model: TextModel, ids: Tensor, streams: int = 1, chunk: int 
 
 def load_text_model(path: str | Path) -> TextModel:
     try:
-        ckpt = load_checkpoint(path)
-    except (FileNotFoundError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise TextError(f"{path}: not a text model checkpoint ({e})") from None
-    if not isinstance(ckpt, dict) or "text_config" not in ckpt:
-        raise TextError(f"{path}: not a text model checkpoint")
-    model = TextModel(TextConfig(**ckpt["text_config"]))
+        ckpt = load_checkpoint(path, "text")
+    except CheckpointError as e:
+        raise TextError(f"{e}; expected a text model checkpoint") from None
+    model = TextModel(TextConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()
 
 
-def train_text_model(path: str, out_dir: str | Path, cfg: TextConfig, engine: TrainConfig, bptt: int = 100,
-                     batch_size: int = 64, max_vocab: int | None = None, state_reset: float = 0.02,
-                     resume: bool = False, progress: bool = True) -> dict:
+def train_text_model(path: str, out_dir: str | Path, run: TextTrainConfig, resume: bool = False,
+                     progress: bool = True) -> dict:
     """Truncated BPTT over ``batch_size`` contiguous streams of the first 90% of the file;
-    validation on the last 10% (nanoGPT's split of tiny-shakespeare).
-
-    ``state_reset``: the chance that a stream starts a chunk from zero state instead of its
-    carried one. Sampling starts from zero state, which carried-state training otherwise shows a
-    model once per pass per stream: a 2x512 LSTM trained 30 minutes without resets answered the
-    prime "ROMEO:" with "jjXQ;jjqWx..." yet continued "First Citizen:" well."""
+    validation on the last 10% (nanoGPT's split of tiny-shakespeare)."""
+    cfg, bptt, batch_size, state_reset = run.model, run.bptt, run.batch_size, run.state_reset
     if not 0 <= state_reset <= 1:
         raise ValueError(f"state_reset is a probability in [0, 1], got {state_reset}")
     text = read_text(path)
@@ -170,14 +183,14 @@ def train_text_model(path: str, out_dir: str | Path, cfg: TextConfig, engine: Tr
     # Characters: the whole file's alphabet (a held-out tail may use a rare one). Words: the
     # training part's, capped, with <unk>.
     vocab = Vocabulary.build(tokenize(text, "char") if cfg.level == "char" else train_tokens + [UNK],
-                             cfg.level, max_vocab)
+                             cfg.level, run.max_vocab)
     cfg.vocab = vocab.symbols
     data = batchify(vocab.encode(train_tokens, path), batch_size)
     valid = vocab.encode(valid_tokens, path)
     chunks = (data.shape[0] - 1) // bptt
     if chunks < 1 or valid.numel() < 2:
         raise TextError(f"{path}: too short for --bptt {bptt} and --batch-size {batch_size}")
-    torch.manual_seed(engine.seed)
+    torch.manual_seed(run.engine.seed)
     model = TextModel(cfg)
 
     def batch_fn(step):
@@ -198,9 +211,8 @@ def train_text_model(path: str, out_dir: str | Path, cfg: TextConfig, engine: Tr
         nats = nats_per_symbol(model, valid, streams=min(10, valid.numel() // 2))
         return {"loss": nats, "nats": nats, "bits": nats / math.log(2), "perplexity": math.exp(min(nats, 50))}
 
-    summary = train(model, engine, out_dir, batch_fn=batch_fn, loss_fn=loss_fn, evaluate=evaluate,
-                    run_config={}, extras={"text_config": asdict(cfg)}, resume=resume, progress=progress)
-    return summary
+    return train(model, run.engine, out_dir, kind="text", config=asdict(cfg), batch_fn=batch_fn, loss_fn=loss_fn,
+                 evaluate=evaluate, extras={"train_config": asdict(run)}, resume=resume, progress=progress)
 
 
 @torch.no_grad()

@@ -1,12 +1,12 @@
 """Training and evaluating a Sketch-RNN model on stroke files, on the core BPTT engine."""
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from sketchrnn.core.engine import TrainConfig, exponential_anneal, train
+from sketchrnn.core.engine import TrainConfig, exponential_anneal, map_state, option, train
 from sketchrnn.data import Batcher, SketchSet, cap_length, evaluation_batches, load_sketches, scale_factor
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, training_loss
 from sketchrnn.plot import Series, line_chart
@@ -14,29 +14,30 @@ from sketchrnn.render import render_grid
 from sketchrnn.sampler import Settings, sample
 
 
+def magenta_engine() -> TrainConfig:
+    """Magenta's optimizer settings: Adam 1e-3 decaying 0.9999 a step to 1e-5, gradients clipped
+    by value at 1 (the MDN's rare huge gradients stay bounded)."""
+    return TrainConfig(steps=10_000, lr=1e-3, lr_decay=0.9999, min_lr=1e-5, clip=1.0, clip_mode="value")
+
+
 @dataclass
 class SketchTrainConfig:
-    """Magenta sketch_rnn's defaults (``get_default_hparams``), each with its reason."""
+    """Everything ``sketchrnn train`` sets: the model, the engine, and Magenta's data and KL
+    settings (``get_default_hparams``), each with its reason."""
 
-    batch_size: int = 100  # Magenta's batch; large enough for stable Adam steps on 2 cores
-    lr: float = 1e-3  # Adam's usual start
-    lr_decay: float = 0.9999  # per step: lr reaches ~1/3 of its start after 10k steps
-    min_lr: float = 1e-5  # floor so late training still moves
-    grad_clip: float = 1.0  # by value, as Magenta: the MDN's rare huge gradients stay bounded
-    random_scale: float = 0.15  # stretch x and y independently by up to +-15%
-    drop_prob: float = 0.1  # point dropping: the model sees each shape at several resolutions
-    kl_weight: float = 0.5  # final KL weight (vae); 0.5 trades reconstruction for a smooth z
-    kl_weight_start: float = 0.01  # KL weight at step 0: learn to reconstruct first
-    kl_decay_rate: float = 0.99995  # R in w = w_max - (w_max - w_start) R^step
-    kl_tolerance: float = 0.2  # free bits: KL below this per z dimension costs nothing
-    max_len: int = 250  # longest drawing trained on (Magenta's max_seq_len for sheep)
-    overlong: str = "drop"  # longer drawings: "drop" (Magenta) or "truncate"
-    bucket: bool = True  # batches of similar lengths: a fraction of the padding of random ones
-    steps: int = 10_000  # optimizer steps (0: only the time budget)
-    minutes: float = 0.0  # wall-clock budget for this invocation (0: only the step budget)
-    eval_every: int = 500  # validate, sample and checkpoint every this many steps
-    seed: int = 0
-    device: str = "cpu"
+    model: SketchRNNConfig = field(default_factory=SketchRNNConfig)
+    engine: TrainConfig = field(default_factory=magenta_engine)
+    batch_size: int = option(100, "drawings per step (Magenta's; large enough for stable Adam steps)")
+    random_scale: float = option(0.15, "stretch x and y independently by up to this fraction")
+    drop_prob: float = option(0.1, "point dropping: the model sees each shape at several resolutions")
+    kl_weight: float = option(0.5, "final KL weight (vae); 0.5 trades reconstruction for a smooth z")
+    kl_weight_start: float = option(0.01, "KL weight at step 0: learn to reconstruct first")
+    kl_decay_rate: float = option(0.99995, "R in w = w_max - (w_max - w_start) R^step")
+    kl_tolerance: float = option(0.2, "free bits: KL below this per z dimension costs nothing")
+    max_len: int = option(250, "longest drawing trained on, in points (Magenta's max_seq_len for sheep)")
+    overlong: str = option("drop", "what to do with longer drawings: drop (Magenta) or truncate",
+                           choices=("drop", "truncate"))
+    bucket: bool = option(True, "batch drawings of similar lengths: a fraction of the padding of random batches")
 
 
 def evaluate_nll(model: SketchRNN, scale: float, sketches: SketchSet, batch_size: int = 100) -> dict:
@@ -47,7 +48,7 @@ def evaluate_nll(model: SketchRNN, scale: float, sketches: SketchSet, batch_size
     model.eval()
     with torch.no_grad():
         for batch in evaluation_batches(sketches, scale, batch_size):
-            batch = batch.to(device)
+            batch = map_state(batch, lambda t: t.to(device))
             offset, pen, kl = model(batch.inputs, batch.targets, batch.lengths, sample_z=False)
             nlls.append(per_drawing_nll(offset, pen, batch.targets, batch.lengths).cpu())
             points += int(batch.lengths.sum()) - len(batch.lengths)
@@ -68,16 +69,10 @@ def learning_curve(metrics_path: Path, out: Path) -> Path:
     return line_chart(series, out, "Learning curve", "step", "nats")
 
 
-def train_sketch_model(
-    data_paths: list[str],
-    out_dir: str | Path,
-    model_config: SketchRNNConfig,
-    cfg: SketchTrainConfig,
-    resume: bool = False,
-    progress: bool = True,
-) -> dict:
-    out_dir = Path(out_dir)
-    data = load_sketches(data_paths, seed=cfg.seed)
+def train_sketch_model(data_paths: list[str], out_dir: str | Path, cfg: SketchTrainConfig, resume: bool = False,
+                       progress: bool = True) -> dict:
+    out_dir, seed = Path(out_dir), cfg.engine.seed
+    data = load_sketches(data_paths, seed=seed)
     train_set, dropped = cap_length(data.splits["train"], cfg.max_len, cfg.overlong)
     valid_set, _ = cap_length(data.splits["valid"], cfg.max_len, cfg.overlong)
     if len(valid_set) == 0:
@@ -86,13 +81,11 @@ def train_sketch_model(
     if progress:
         print(f"{len(train_set)} training drawings ({dropped} over {cfg.max_len} points {cfg.overlong}ped), "
               f"{len(valid_set)} validation, classes {data.classes}, scale factor {scale:.4f}")
-    batcher = Batcher(train_set, scale, cfg.batch_size, cfg.bucket, cfg.random_scale, cfg.drop_prob, seed=cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model = SketchRNN(model_config)
-    device = torch.device(cfg.device)
+    batcher = Batcher(train_set, scale, cfg.batch_size, cfg.bucket, cfg.random_scale, cfg.drop_prob, seed=seed)
+    torch.manual_seed(seed)
+    model = SketchRNN(cfg.model)
 
     def loss_fn(model, batch, carry, step):
-        batch = batch.to(device)
         offset, pen, kl = model(batch.inputs, batch.targets, batch.lengths)
         reconstruction = training_loss(offset, pen, batch.targets)
         metrics = {"reconstruction": reconstruction.detach()}
@@ -108,21 +101,13 @@ def train_sketch_model(
         return {"loss": result["nll"] + result.get("kl", 0.0), **result}
 
     def after_eval(model, step, out_dir):
-        drawings = sample(model.cpu(), scale, 16, Settings(temperature=0.4, seed=step))
-        model.to(device)
-        render_grid(drawings, out_dir / f"samples-{step:06d}.svg")
+        render_grid(sample(model, scale, 16, Settings(temperature=0.4, seed=step)), out_dir / f"samples-{step:06d}.svg")
 
-    engine_cfg = TrainConfig(
-        steps=cfg.steps, minutes=cfg.minutes, lr=cfg.lr, lr_decay=cfg.lr_decay, min_lr=cfg.min_lr,
-        clip=cfg.grad_clip, clip_mode="value", eval_every=cfg.eval_every, log_every=min(50, cfg.eval_every),
-        seed=cfg.seed, device=cfg.device,
-    )
     summary = train(
-        model, engine_cfg, out_dir, batch_fn=batcher.batch, loss_fn=loss_fn, evaluate=evaluate,
-        after_eval=after_eval, run_config=asdict(model_config),
-        extras={"scale_factor": scale, "classes": data.classes, "sketch_train_config": asdict(cfg)},
+        model, cfg.engine, out_dir, kind="sketch", config=asdict(cfg.model), batch_fn=batcher.batch,
+        loss_fn=loss_fn, evaluate=evaluate, after_eval=after_eval,
+        extras={"scale_factor": scale, "classes": data.classes, "max_len": cfg.max_len, "train_config": asdict(cfg)},
         resume=resume, progress=progress,
     )
     learning_curve(out_dir / "metrics.jsonl", out_dir / "learning_curve.svg")
     return summary
-

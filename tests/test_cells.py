@@ -79,7 +79,8 @@ def test_gradcheck_float64(name):
     assert all(p.dtype == torch.float64 for p in params)
 
     def run_params(*ps):
-        return torch.func.functional_call(cell, dict(zip([n for n, _ in cell.named_parameters()], ps)), (x.detach(), tuple(s.detach() for s in state)))[0]
+        names = [n for n, _ in cell.named_parameters()]
+        return torch.func.functional_call(cell, dict(zip(names, ps)), (x.detach(), tuple(s.detach() for s in state)))[0]
 
     assert torch.autograd.gradcheck(run_params, tuple(p.detach().requires_grad_() for p in params))
 

@@ -45,7 +45,7 @@ def test_ctrl_c_during_training_saves_exits_zero_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     command = ["rnn", "adding-task", "--length", "30", "--hidden", "16", "--eval-every", "20", "--out", str(out)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sketchrnn.cli", *command, "--steps", "100000", "--quiet"],
+        [sys.executable, "-m", "sketchrnn", *command, "--steps", "100000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 60

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "sketchrnn.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(150):
         try:
@@ -88,7 +88,8 @@ def model_pixels(page) -> int:
         const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0;
         for (let i = 0; i < data.length; i += 4)
-            if (Math.abs(data[i] - r) < 30 && Math.abs(data[i+1] - g) < 30 && Math.abs(data[i+2] - b) < 30 && data[i+3] > 200) n++;
+            if (Math.abs(data[i] - r) < 30 && Math.abs(data[i+1] - g) < 30 && Math.abs(data[i+2] - b) < 30
+                && data[i+3] > 200) n++;
         return n;
     }""", list(MODEL_RED))
 

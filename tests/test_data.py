@@ -143,7 +143,8 @@ def test_evaluation_batches_cover_every_drawing_once_unaugmented(sheep):
 def test_render_grid_colours_user_and_model_strokes(sheep, tmp_path):
     drawings = sheep.splits["test"].drawings[:4]
     cut = len(drawings[0]) // 2
-    path = render_grid(drawings, tmp_path / "grid.svg", titles=["a", "b", "c", "d"], generated_from=[cut, None, None, None])
+    path = render_grid(drawings, tmp_path / "grid.svg", titles=["a", "b", "c", "d"],
+                       generated_from=[cut, None, None, None])
     svg = path.read_text()
     strokes = sum(int(d[:, 2].sum()) for d in drawings)
     assert svg.count("<path") >= strokes + 1  # the cut stroke is split in two

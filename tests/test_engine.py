@@ -3,21 +3,26 @@
 import json
 import math
 import os
+import pickle
 import signal
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from sketchrnn.core import RecurrentStack, detach_state
+from sketchrnn.core import RecurrentStack
 from sketchrnn.core.engine import (
+    CheckpointError,
     TrainConfig,
     exponential_anneal,
     learning_rate,
     load_checkpoint,
+    map_state,
     save_atomic,
     train,
 )
+from sketchrnn.data import StrokeBatch, stroke5_batch
 from sketchrnn.long_range import adding_batch
 
 
@@ -54,8 +59,8 @@ def run(tmp_path, steps, resume=False, **overrides):
     torch.manual_seed(123)  # a different init each time would be overwritten by resume anyway
     model = TinyRegressor()
     cfg = TrainConfig(steps=steps, eval_every=4, log_every=2, lr=1e-2, lr_decay=0.99, min_lr=1e-3, **overrides)
-    summary = train(model, cfg, tmp_path, batch_fn=batch_fn, loss_fn=mse_loss, evaluate=evaluate,
-                    run_config={"hidden": 16}, extras={"scale_factor": 2.5}, resume=resume, progress=False)
+    summary = train(model, cfg, tmp_path, kind="tiny", config={"hidden": 16}, batch_fn=batch_fn, loss_fn=mse_loss,
+                    evaluate=evaluate, extras={"scale_factor": 2.5}, resume=resume, progress=False)
     return model, summary
 
 
@@ -70,9 +75,11 @@ def test_resume_is_exact(tmp_path):
 
 def test_checkpoint_holds_everything_to_rebuild_and_loads_on_cpu(tmp_path):
     model, summary = run(tmp_path, 8)
-    ckpt = load_checkpoint(tmp_path / "last.pt")
-    assert ckpt["step"] == 8 and ckpt["config"] == {"hidden": 16} and ckpt["scale_factor"] == 2.5
-    assert ckpt["train_config"]["lr"] == 1e-2
+    ckpt = load_checkpoint(tmp_path / "last.pt", "tiny")
+    assert ckpt["kind"] == "tiny" and ckpt["step"] == 8 and ckpt["config"] == {"hidden": 16}
+    assert ckpt["scale_factor"] == 2.5
+    with pytest.raises(CheckpointError, match="last.pt: a tiny checkpoint, not a sketch one"):
+        load_checkpoint(tmp_path / "last.pt", "sketch")
     assert all(t.device.type == "cpu" for t in ckpt["model"].values())
     best = load_checkpoint(tmp_path / "best.pt")
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -85,15 +92,15 @@ def test_checkpoint_holds_everything_to_rebuild_and_loads_on_cpu(tmp_path):
 
 def test_save_atomic_keeps_previous_file_when_writing_fails(tmp_path):
     path = tmp_path / "last.pt"
-    save_atomic({"step": 1}, path)
-    with pytest.raises(Exception):
-        save_atomic({"step": 2, "unpicklable": lambda: None}, path)
-    assert load_checkpoint(path) == {"step": 1}
+    save_atomic({"kind": "tiny", "step": 1}, path)
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        save_atomic({"kind": "tiny", "step": 2, "unpicklable": lambda: None}, path)
+    assert load_checkpoint(path) == {"kind": "tiny", "step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at .*last.pt"):
+    with pytest.raises(CheckpointError, match="last.pt: no such file"):
         run(tmp_path, 4, resume=True)
 
 
@@ -104,7 +111,8 @@ def test_nonfinite_loss_skips_the_step_and_stops_after_many(tmp_path):
 
     model = TinyRegressor()
     cfg = TrainConfig(steps=100, eval_every=50, max_nonfinite=5)
-    summary = train(model, cfg, tmp_path, batch_fn=batch_fn, loss_fn=poisoned, evaluate=evaluate, progress=False)
+    summary = train(model, cfg, tmp_path, kind="tiny", config={}, batch_fn=batch_fn, loss_fn=poisoned,
+                    evaluate=evaluate, progress=False)
     assert summary["status"] == "diverged" and summary["nonfinite_steps"] == 5 and summary["step"] == 8
     assert all(torch.isfinite(p).all() for p in model.parameters()), "a NaN step must not update"
     assert load_checkpoint(tmp_path / "last.pt")["nonfinite"] == 5
@@ -117,8 +125,8 @@ def test_ctrl_c_stops_after_the_step_and_leaves_a_resumable_run(tmp_path):
         return mse_loss(model, batch, carry, step)
 
     model = TinyRegressor()
-    summary = train(model, TrainConfig(steps=50, eval_every=10), tmp_path, batch_fn=batch_fn,
-                    loss_fn=interrupting, evaluate=evaluate, progress=False)
+    summary = train(model, TrainConfig(steps=50, eval_every=10), tmp_path, kind="tiny", config={"hidden": 16},
+                    batch_fn=batch_fn, loss_fn=interrupting, evaluate=evaluate, progress=False)
     assert summary["status"] == "interrupted" and summary["step"] == 3
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
     _, resumed = run(tmp_path, 6, resume=True)
@@ -138,19 +146,22 @@ def test_truncated_bptt_carries_detached_state_across_batches(tmp_path):
         out, carry = model(chunk, state=carry)
         return out.pow(2).mean(), carry, {}
 
-    train(rnn, TrainConfig(steps=4, eval_every=100), tmp_path, batch_fn=lambda s: chunks[s % 4],
-          loss_fn=loss_fn, progress=False)
+    train(rnn, TrainConfig(steps=4, eval_every=100), tmp_path, kind="stack", config={},
+          batch_fn=lambda s: chunks[s % 4], loss_fn=loss_fn, progress=False)
     assert seen[0] is None
     for carry in seen[1:]:
         assert carry[0][0].grad_fn is None and carry[0][0].abs().sum() > 0
 
 
-def test_detach_state_keeps_values_and_structure():
+def test_map_state_detaches_and_moves_nested_state_and_batches():
     h = torch.ones(2, 3, requires_grad=True) * 2
     state = [(h, h + 1), ((h,), (h,))]
-    detached = detach_state(state)
+    detached = map_state(state, torch.Tensor.detach)
     assert isinstance(detached, list) and isinstance(detached[0], tuple)
     assert detached[0][0].grad_fn is None and torch.equal(detached[0][1], h + 1)
+    batch = stroke5_batch([np.ones((3, 3), dtype=np.float32)], [0])
+    doubled = map_state(batch, lambda t: t * 2)
+    assert isinstance(doubled, StrokeBatch) and torch.equal(doubled.lengths, batch.lengths * 2)
 
 
 def test_schedules():
@@ -169,14 +180,17 @@ def test_schedules():
 
 
 def test_bad_config_is_refused(tmp_path):
+    def attempt(cfg):
+        train(TinyRegressor(), cfg, tmp_path, kind="tiny", config={}, batch_fn=batch_fn, loss_fn=mse_loss)
+
     with pytest.raises(ValueError, match="clip_mode"):
-        train(TinyRegressor(), TrainConfig(clip_mode="max"), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+        attempt(TrainConfig(clip_mode="max"))
     with pytest.raises(ValueError, match="budget"):
-        train(TinyRegressor(), TrainConfig(steps=0), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+        attempt(TrainConfig(steps=0))
     with pytest.raises(ValueError, match="precision"):
-        train(TinyRegressor(), TrainConfig(precision="fp16"), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+        attempt(TrainConfig(precision="fp16"))
     with pytest.raises(ValueError, match="warmdown"):
-        train(TinyRegressor(), TrainConfig(warmdown=1.5), tmp_path, batch_fn=batch_fn, loss_fn=mse_loss)
+        attempt(TrainConfig(warmdown=1.5))
 
 
 def test_bf16_training_learns_and_warmdown_ends_at_the_floor(tmp_path):

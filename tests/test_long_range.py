@@ -3,6 +3,7 @@ not, and gated cells learn a long-range dependency the Elman RNN cannot."""
 
 import torch
 
+from sketchrnn.core.engine import TrainConfig
 from sketchrnn.long_range import AddingConfig, SequenceRegressor, adding_batch, gradient_by_lag, run_adding_task
 
 
@@ -30,8 +31,8 @@ def test_gradient_vanishes_with_lag_in_elman_rnn_not_in_lstm():
 def test_gated_cells_learn_a_long_dependency_the_elman_rnn_does_not(tmp_path):
     mse = {}
     for cell in ("rnn", "lstm"):
-        cfg = AddingConfig(cell=cell, length=30, hidden=32, batch=50, lr=3e-3, steps=1000,
-                           eval_every=1000, test_size=1000)
+        cfg = AddingConfig(cell=cell, length=30, hidden=32, batch=50, test_size=1000,
+                           engine=TrainConfig(lr=3e-3, steps=1000, eval_every=1000))
         _, summary = run_adding_task(cfg, tmp_path / cell, progress=False)
         mse[cell] = summary["test_mse"] / summary["baseline_mse"]
     # Measured: LSTM 0.02 of the always-1.0 baseline, Elman RNN 0.99 (no better than constant).

@@ -13,7 +13,7 @@ import torch
 
 from sketchrnn.checkpoints import ModelFileError, download_model, import_gen_json, load_model, save_model
 from sketchrnn.cli import main
-from sketchrnn.core.engine import exponential_anneal
+from sketchrnn.core.engine import TrainConfig, exponential_anneal
 from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, split_output, step_nll, training_loss
 from sketchrnn.sampler import Batch, Request, Settings, complete, prepare_strokes, sample
@@ -76,7 +76,8 @@ def test_padding_does_not_change_a_drawings_evaluation():
     alone = stroke5_batch([short], [0])
     padded = stroke5_batch([short, long], [0, 0])
     nll_alone = per_drawing_nll(*model(alone.inputs, alone.targets, alone.lengths)[:2], alone.targets, alone.lengths)
-    nll_padded = per_drawing_nll(*model(padded.inputs, padded.targets, padded.lengths)[:2], padded.targets, padded.lengths)
+    nll_padded = per_drawing_nll(*model(padded.inputs, padded.targets, padded.lengths)[:2], padded.targets,
+                                 padded.lengths)
     torch.testing.assert_close(nll_alone[0], nll_padded[0])
 
 
@@ -242,8 +243,8 @@ def test_prepare_strokes_simplifies_dense_mouse_input_like_the_training_data(sha
 def test_a_trained_vae_completes_from_the_command_line(sketches_dir, tmp_path, capsys):
     data = str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")
     config = SketchRNNConfig(mode="vae", hidden=32, mixtures=3, encoder_hidden=16, z_size=8)
-    train_sketch_model([data], tmp_path / "run", config, SketchTrainConfig(batch_size=16, steps=20, eval_every=20),
-                       progress=False)
+    train_sketch_model([data], tmp_path / "run", SketchTrainConfig(config, TrainConfig(steps=20, eval_every=20),
+                                                                   batch_size=16), progress=False)
     model = str(tmp_path / "run" / "best.pt")
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps([[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]))
@@ -256,15 +257,16 @@ def test_a_trained_vae_completes_from_the_command_line(sketches_dir, tmp_path, c
 
 def test_training_lowers_the_loss_and_resumes(sketches_dir, tmp_path):
     data = [str(sketches_dir / "quickdraw" / "simplified" / f"{c}.ndjson") for c in ("cat", "sheep", "bird")]
-    cfg = SketchTrainConfig(batch_size=16, steps=50, eval_every=25, lr=3e-3, max_len=100)
-    summary = train_sketch_model(data, tmp_path, SMALL, cfg, progress=False)
+    cfg = SketchTrainConfig(SMALL, TrainConfig(steps=50, eval_every=25, lr=3e-3), batch_size=16, max_len=100)
+    summary = train_sketch_model(data, tmp_path, cfg, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train_loss = [r["loss"] for r in rows if r["split"] == "train"]
     assert train_loss[-1] < train_loss[0] - 0.2, train_loss  # measured: 3.12 -> 2.70
     assert (tmp_path / "samples-000050.svg").exists() and (tmp_path / "learning_curve.svg").exists()
     loaded = load_model(tmp_path / "best.pt")
     assert loaded.classes == ["cat", "sheep", "bird"] and loaded.model.config.hidden == 32
-    resumed = train_sketch_model(data, tmp_path, SMALL, SketchTrainConfig(**{**cfg.__dict__, "steps": 60}),
+    cfg.engine.steps = 60
+    resumed = train_sketch_model(data, tmp_path, cfg,
                                  resume=True, progress=False)
     assert resumed["step"] == 60 and summary["step"] == 50
 
@@ -272,8 +274,8 @@ def test_training_lowers_the_loss_and_resumes(sketches_dir, tmp_path):
 def test_vae_trains_and_reports_kl(sketches_dir, tmp_path):
     data = [str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")]
     config = SketchRNNConfig(mode="vae", hidden=16, mixtures=2, encoder_hidden=8, z_size=4, dropout=0.1)
-    summary = train_sketch_model(data, tmp_path, config, SketchTrainConfig(batch_size=8, steps=4, eval_every=4),
-                                 progress=False)
+    cfg = SketchTrainConfig(config, TrainConfig(steps=4, eval_every=4), batch_size=8)
+    summary = train_sketch_model(data, tmp_path, cfg, progress=False)
     valid = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
     assert "kl" in valid and math.isfinite(summary["valid_loss"])
 
@@ -301,8 +303,8 @@ def test_model_commands(shared_data, tmp_path, capsys):
 def test_vae_reconstruct_and_interpolate_commands(sketches_dir, tmp_path, capsys):
     data = str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")
     config = SketchRNNConfig(mode="vae", hidden=16, mixtures=2, encoder_hidden=8, z_size=4)
-    train_sketch_model([data], tmp_path / "run", config, SketchTrainConfig(batch_size=8, steps=2, eval_every=2),
-                       progress=False)
+    cfg = SketchTrainConfig(config, TrainConfig(steps=2, eval_every=2), batch_size=8)
+    train_sketch_model([data], tmp_path / "run", cfg, progress=False)
     model = str(tmp_path / "run" / "best.pt")
     assert main(["reconstruct", "--model", model, "--data", data, "--split", "all", "--n", "3", "--seed", "0",
                  "--max-points", "30", "--out", str(tmp_path / "r.svg")]) == 0

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sketchrnn.checkpoints import load_model
+from sketchrnn.core.engine import TrainConfig
 from sketchrnn.model import SketchRNNConfig
 from sketchrnn.train import SketchTrainConfig, train_sketch_model
 
@@ -29,9 +30,9 @@ async def served(sheep):
     """Start a server; yield (app, base URL); cancel it afterwards."""
     servers = []
 
-    async def start(limits=Limits(), token=None, origins=None, models=None):
+    async def start(limits=None, token=None, origins=None, models=None):
         ready = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(run(models or sheep, "127.0.0.1", 0, limits, origins, token, ready))
+        task = asyncio.create_task(run(models or sheep, "127.0.0.1", 0, limits or Limits(), origins, token, ready))
         app, server = await ready
         servers.append(task)
         port = server.sockets[0].getsockname()[1]
@@ -106,8 +107,8 @@ async def test_seeded_requests_repeat_whatever_else_is_in_the_batch(served):
 async def test_a_trained_vae_completes_over_the_websocket(served, sketches_dir, tmp_path):
     """A VAE's z comes from the encoder of the drawing so far; it completes like any model."""
     config = SketchRNNConfig(mode="vae", hidden=32, mixtures=3, encoder_hidden=16, z_size=8)
-    train_sketch_model([str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")], tmp_path, config,
-                       SketchTrainConfig(batch_size=16, steps=20, eval_every=20), progress=False)
+    train_sketch_model([str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")], tmp_path,
+                       SketchTrainConfig(config, TrainConfig(steps=20, eval_every=20), batch_size=16), progress=False)
     app, host, _ = await served(models={"cat-vae": load_model(tmp_path / "best.pt")})
     async with connect(f"ws://{host}/ws") as ws:
         assert (await hello(ws))["models"][0]["mode"] == "vae"
@@ -187,7 +188,7 @@ async def test_rate_limit(served):
     app, host, _ = await served(Limits(requests_per_second=2))
     async with connect(f"ws://{host}/ws") as ws:
         await hello(ws)
-        for i in range(6):
+        for _ in range(6):
             await ws.send(json.dumps({"type": "cancel", "id": "none"}))
         error = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert error["code"] == "rate_limited" and "2 requests per second" in error["message"]

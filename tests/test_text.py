@@ -6,12 +6,14 @@ import json
 import pytest
 import torch
 
+from sketchrnn.checkpoints import DEFAULT_MODEL
 from sketchrnn.cli import main
 from sketchrnn.core.engine import TrainConfig
 from sketchrnn.text import (
     TextConfig,
     TextError,
     TextModel,
+    TextTrainConfig,
     Vocabulary,
     batchify,
     generate,
@@ -40,9 +42,8 @@ def test_batchify_columns_are_contiguous_streams():
 
 
 def test_training_lowers_the_loss_and_checkpoints_round_trip(shakespeare_slice, tmp_path):
-    engine = TrainConfig(steps=120, eval_every=60, lr=3e-3)
-    summary = train_text_model(str(shakespeare_slice), tmp_path, small(), engine, bptt=50, batch_size=16,
-                               progress=False)
+    run = TextTrainConfig(small(), TrainConfig(steps=120, eval_every=60, lr=3e-3), bptt=50, batch_size=16)
+    summary = train_text_model(str(shakespeare_slice), tmp_path, run, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     valid = [r["nats"] for r in rows if r["split"] == "valid"]
     assert valid[-1] < valid[0] < 4.2, valid  # uniform over ~60 symbols would be ~4.1
@@ -51,8 +52,8 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(shakespeare_slice, 
 
 
 def test_sampling_with_a_seed_repeats_and_priming_equals_stepping(shared_data, tmp_path):
-    train_text_model(str(shared_data / "text" / "names.txt"), tmp_path, small(), TrainConfig(steps=30, eval_every=30),
-                     bptt=30, batch_size=16, progress=False)
+    run = TextTrainConfig(small(), TrainConfig(steps=30, eval_every=30), bptt=30, batch_size=16)
+    train_text_model(str(shared_data / "text" / "names.txt"), tmp_path, run, progress=False)
     model = load_text_model(tmp_path / "best.pt")
     a, b = (generate(model, "ann", 60, seed=3, out=None) for _ in range(2))
     assert a == b and len(a) == 60
@@ -81,8 +82,8 @@ def test_word_level_with_unk_and_tied_embeddings(shared_data, tmp_path):
     path = tmp_path / "wiki.txt"
     path.write_text(text)
     cfg = TextConfig(level="word", hidden=32, layers=1, dropout=0.0, tied=True)
-    train_text_model(str(path), tmp_path / "run", cfg, TrainConfig(steps=10, eval_every=10), bptt=20,
-                     batch_size=8, max_vocab=500, progress=False)
+    run = TextTrainConfig(cfg, TrainConfig(steps=10, eval_every=10), bptt=20, batch_size=8, max_vocab=500)
+    train_text_model(str(path), tmp_path / "run", run, progress=False)
     model = load_text_model(tmp_path / "run" / "best.pt")
     assert len(model.cfg.vocab) == 500 and "<unk>" in model.cfg.vocab and "<eos>" in model.cfg.vocab
     assert model.out.weight is model.embed.weight
@@ -100,8 +101,8 @@ def test_bad_text_gives_clear_errors(tmp_path, shared_data):
     (tmp_path / "crlf.txt").write_bytes(b"ab\r\ncd\r\n")
     assert read_text(tmp_path / "crlf.txt") == "ab\ncd\n"
     with pytest.raises(ValueError, match="state_reset is a probability"):
-        train_text_model(str(shared_data / "text" / "names.txt"), tmp_path, TextConfig(), TrainConfig(steps=1),
-                         state_reset=1.5)
+        train_text_model(str(shared_data / "text" / "names.txt"), tmp_path,
+                         TextTrainConfig(engine=TrainConfig(steps=1), state_reset=1.5))
     vocab = Vocabulary.build(list("abc\n"), "char")
     with pytest.raises(TextError, match="'é' \\(U\\+00E9\\) is not in the model's vocabulary"):
         vocab.encode(list("abé"), "prime")
@@ -122,4 +123,6 @@ def test_text_commands(shared_data, tmp_path, capsys):
     assert "is not in the model's vocabulary" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["text", "eval", "--model", str(tmp_path / "junk.pt"), "--data", names]) == 2
-    assert "junk.pt: not a text model checkpoint" in capsys.readouterr().err
+    assert "junk.pt: not a readable checkpoint" in capsys.readouterr().err
+    assert main(["text", "eval", "--model", str(DEFAULT_MODEL), "--data", names]) == 2
+    assert "sheep.pt: a sketch checkpoint, not a text one" in capsys.readouterr().err

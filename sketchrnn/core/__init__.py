@@ -1,7 +1,7 @@
 """The recurrent core: cells behind one interface, layers that unroll them, and the BPTT engine."""
 
 from sketchrnn.core.cells import CELLS, RecurrentCell, State, fast_dropout, make_cell
-from sketchrnn.core.layers import BidirectionalLayer, RecurrentLayer, RecurrentStack, detach_state
+from sketchrnn.core.layers import BidirectionalLayer, RecurrentLayer, RecurrentStack
 
 __all__ = [
     "CELLS",
@@ -10,7 +10,6 @@ __all__ = [
     "RecurrentLayer",
     "RecurrentStack",
     "State",
-    "detach_state",
     "fast_dropout",
     "make_cell",
 ]

@@ -4,20 +4,25 @@ validation, a metrics log, atomic checkpoints, exact resume and a guard against 
 A model plugs in two functions:
     batch_fn(step) -> batch              deterministic in step, so a resumed run sees the same data
     loss_fn(model, batch, carry, step) -> (loss, carry, metrics)
-``carry`` is whatever state crosses batches: None for full BPTT over whole sequences; for
-truncated BPTT, the recurrent state after a chunk of k steps, which the engine detaches after
-every step (so backward stops at the chunk boundary) and checkpoints.
+The engine owns the device: it moves the model, every batch (tensors, or tuples, lists and
+dataclasses of them) and the carry there. ``carry`` is whatever state crosses batches: None for
+full BPTT over whole sequences; for truncated BPTT, the recurrent state after a chunk of k steps,
+which the engine detaches after every step (so backward stops at the chunk boundary) and
+checkpoints. Every checkpoint is ``{"kind": ..., "config": <the model's config>, ...}``.
 """
 
+import copy
+import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import signal
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,29 +30,41 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sketchrnn.core.layers import detach_state
+
+def option(default, help: str, **argparse_extra):
+    """A config field that is also a command-line flag: the default lives here, once, beside the
+    help the flag shows (``choices=...`` and other argparse keywords pass through)."""
+    if dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
+                                 metadata={"help": help, **argparse_extra})
+    return dataclasses.field(default=default, metadata={"help": help, **argparse_extra})
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 10_000  # stop after this many optimizer steps in all (0: no step limit)
-    minutes: float = 0.0  # stop after this many minutes of this invocation (0: no time limit)
-    lr: float = 1e-3  # Adam learning rate at step 0
-    lr_decay: float = 1.0  # per-step decay of (lr - min_lr) toward min_lr; 1.0 keeps lr constant
-    min_lr: float = 0.0  # the floor that the decayed learning rate approaches
-    warmdown: float = 0.0  # over this last fraction of the budget lr falls linearly to min_lr (0: off);
-    #                        with --minutes the fraction is of this invocation's clock, so a short
-    #                        run still ends annealed (0.3: 1.510 -> 1.496 nats/char in a 5-minute text run)
-    precision: str = "fp32"  # "bf16": forward and backward under bfloat16 autocast, about 2x on CPUs
-    #                          with AMX (weights, Adam and validation stay fp32); "fp32": exact;
-    #                          "auto": bf16 where the hardware has fast bf16 (AMX, CUDA), else fp32
-    clip: float = 1.0  # gradient clipping threshold; 0 turns clipping off
-    clip_mode: str = "norm"  # "norm": global L2 norm; "value": each element (Magenta's choice)
-    eval_every: int = 500  # validate and write checkpoints every this many steps
-    log_every: int = 50  # one metrics-log row every this many steps
-    max_nonfinite: int = 100  # give up after this many skipped steps with non-finite loss/grads
-    seed: int = 0  # seeds initialisation, dropout and (through batch_fn) the data order
-    device: str = "cpu"  # where the model trains; checkpoints always load on the CPU
+    """What the engine needs to run any model; each model's config composes one, with its own
+    defaults (Magenta's for Sketch-RNN, the 5-minute recipe for text)."""
+
+    steps: int = option(10_000, "stop after this many optimizer steps in all; 0: no step limit")
+    minutes: float = option(0.0, "stop after this many minutes of this invocation; 0: no time limit")
+    lr: float = option(1e-3, "Adam learning rate at step 0")
+    lr_decay: float = option(1.0, "per-step decay of (lr - min_lr) toward --min-lr; 1.0 keeps lr constant")
+    min_lr: float = option(0.0, "the floor that the decayed learning rate approaches")
+    # With --minutes the fraction is of this invocation's clock, so a short run still ends
+    # annealed (0.3: 1.510 -> 1.496 nats/char in a 5-minute text run).
+    warmdown: float = option(0.0, "over this last fraction of the budget lr falls linearly to --min-lr; 0: off")
+    # bf16 is about 2x on CPUs with AMX; weights, Adam and validation stay fp32.
+    precision: str = option("fp32", "fp32: exact; bf16: bfloat16 autocast; auto: bf16 where the hardware "
+                            "has fast bf16 (AMX, CUDA)", choices=("fp32", "bf16", "auto"))
+    clip: float = option(1.0, "gradient clipping threshold; 0 turns clipping off")
+    clip_mode: str = option("norm", "norm: clip the global L2 norm; value: each element (Magenta's choice)",
+                            choices=("norm", "value"))
+    eval_every: int = option(500, "validate and write checkpoints every this many steps")
+    log_every: int = option(50, "one metrics-log row every this many steps (at most --eval-every)")
+    max_nonfinite: int = option(100, "give up after this many skipped steps with non-finite loss or gradients")
+    seed: int = option(0, "seeds initialisation, dropout and the data order")
+    device: str = option("auto", "where to train: cpu, cuda, or auto (cuda where there is one); "
+                         "checkpoints always load on the CPU")
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -93,24 +110,57 @@ def save_atomic(obj: Any, path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint on the CPU, whatever device wrote it."""
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint of the kind asked for; the message names the file."""
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """Load a checkpoint on the CPU, whatever device wrote it, refusing anything but tensors and
+    plain data: a file someone passes around must not run code when opened (a pickle can). With
+    ``kind``, a checkpoint of another kind is refused by name."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused: holds more than tensors and plain data ({first})") from None
+    except Exception as e:  # a truncated or foreign file fails in many ways inside torch.load
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        raise CheckpointError(f"{path}: not a sketchrnn checkpoint (no \"kind\")")
+    if kind is not None and ckpt["kind"] != kind:
+        raise CheckpointError(f"{path}: a {ckpt['kind']} checkpoint, not a {kind} one")
+    return ckpt
 
 
-def _to_device(obj, device):
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda where a GPU is visible, else cpu; anything else as torch names it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def map_state(obj, fn: Callable[[torch.Tensor], torch.Tensor]):
+    """``fn`` applied to every tensor in a batch or carried state: tensors, tuples, lists and
+    dataclasses of them (anything else passes through). Moves batches to the device, and cuts
+    the graph behind a carried state (truncated BPTT) with ``fn = Tensor.detach``."""
     if isinstance(obj, torch.Tensor):
-        return obj.to(device)
+        return fn(obj)
     if isinstance(obj, (tuple, list)):
-        return type(obj)(_to_device(o, device) for o in obj)
+        return type(obj)(map_state(o, fn) for o in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: map_state(getattr(obj, f.name), fn)
+                                           for f in dataclasses.fields(obj) if f.init})
     return obj
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state in types a weights-only load accepts (tensors, numbers, tuples)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -118,8 +168,10 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -151,11 +203,12 @@ def train(
     cfg: TrainConfig,
     out_dir: str | Path,
     *,
+    kind: str,
+    config: dict,
     batch_fn: Callable[[int], Any],
     loss_fn: Callable[..., tuple[torch.Tensor, Any, dict]],
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     after_eval: Callable[[torch.nn.Module, int, Path], None] | None = None,
-    run_config: dict | None = None,
     extras: dict | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -165,8 +218,9 @@ def train(
     ``evaluate(model)`` returns metrics with a "loss" key (lower is better; picks ``best.pt``);
     ``after_eval(model, step, out_dir)`` may render samples. Both run in eval mode, without
     gradients, with the RNG forked so they never change what training draws next.
-    ``run_config`` (the model's own config as a plain dict) and ``extras`` (scale factor, class
-    list, ...) are stored in every checkpoint so one file rebuilds the model.
+    Every checkpoint holds ``kind`` (what model it is: "sketch", "text", ...), ``config`` (that
+    model's own config as a plain dict) and ``extras`` (the whole training config, scale factor,
+    class list, ...), so one file rebuilds the model.
     """
     if cfg.clip_mode not in ("norm", "value"):
         raise ValueError(f"clip_mode must be 'norm' or 'value', got {cfg.clip_mode!r}")
@@ -178,18 +232,18 @@ def train(
         raise ValueError(f"warmdown is a fraction of the budget in [0, 1], got {cfg.warmdown}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and bf16_is_fast(device)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, nonfinite, carry, earlier_seconds = 0, math.inf, 0, None, 0.0
     last_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
     if resume:
-        ckpt = load_checkpoint(last_path)
+        ckpt = load_checkpoint(last_path, kind)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, best, nonfinite = ckpt["step"], ckpt["best"], ckpt["nonfinite"]
-        carry, earlier_seconds = _to_device(ckpt["carry"], device), ckpt["elapsed"]
+        carry, earlier_seconds = map_state(ckpt["carry"], lambda t: t.to(device)), ckpt["elapsed"]
         _set_rng_state(ckpt["rng"])
     else:
         torch.manual_seed(cfg.seed)
@@ -216,8 +270,8 @@ def train(
                 "carry": carry,
                 "elapsed": elapsed(),
                 "rng": _rng_state(),
-                "config": run_config or {},
-                "train_config": asdict(cfg),
+                "kind": kind,
+                "config": config,
                 **(extras or {}),
             },
             path,
@@ -257,7 +311,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, new_carry, metrics = loss_fn(model, batch_fn(step), carry, step)
+                batch = map_state(batch_fn(step), lambda t: t.to(device, non_blocking=True))
+                loss, new_carry, metrics = loss_fn(model, batch, carry, step)
             optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(loss))
             if finite:
@@ -272,7 +327,7 @@ def train(
                 finite = bool(torch.isfinite(norm))
             if finite:
                 optimizer.step()
-                carry = detach_state(new_carry)
+                carry = map_state(new_carry, torch.Tensor.detach)
                 running_loss += loss.item()
                 running_n += 1
             else:
@@ -290,7 +345,7 @@ def train(
                 predicted = start_step + int((step - start_step) * cfg.minutes * 60 / max(spent, 1e-9))
                 bar.total = min(predicted, cfg.steps) if cfg.steps else predicted
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % min(cfg.log_every, cfg.eval_every) == 0 or step == cfg.steps:
                 train_loss = running_loss / max(running_n, 1)
                 running_loss, running_n = 0.0, 0
                 row = {"step": step, "split": "train", "loss": train_loss, "lr": lr,

@@ -179,13 +179,3 @@ class RecurrentStack(nn.Module):
             x, final = layer(x, lengths, layer_state)
             finals.append(final)
         return x, finals
-
-
-def detach_state(state):
-    """Cut the graph behind a carried state (truncated BPTT): keep the values, drop the history
-    so the next backward stops here instead of running through every earlier chunk."""
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, (tuple, list)):
-        return type(state)(detach_state(s) for s in state)
-    return state

@@ -1,0 +1,29 @@
+"""The ``sketchrnn`` command line: one entry point, one subcommand per job."""
+
+import argparse
+import sys
+
+from sketchrnn.checkpoints import ModelFileError
+from sketchrnn.cli import data, rnn, serve, sketch, text
+from sketchrnn.strokes import StrokeFormatError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sketchrnn", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    rnn.add_commands(commands)
+    data.add_commands(commands)
+    sketch.add_commands(commands)
+    serve.add_commands(commands)
+    text.add_commands(commands)
+    sketch.add_model_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (StrokeFormatError, ModelFileError, ValueError) as e:  # TextError, CheckpointError: ValueErrors
+        print(f"sketchrnn: error: {e}", file=sys.stderr)
+        return 2

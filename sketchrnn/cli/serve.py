@@ -1,0 +1,43 @@
+"""``sketchrnn serve``: the drawing page and completions streamed over a WebSocket."""
+
+import argparse
+import asyncio
+
+from sketchrnn.checkpoints import load_models
+from sketchrnn.server.app import Limits, run
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    models = load_models(args.model or [None])
+    limits = Limits(max_message_bytes=args.max_message_bytes, max_input_points=args.max_input_points,
+                    max_points=args.max_points, max_n=args.max_n, requests_per_second=args.rate,
+                    max_connections=args.max_connections, max_batch=args.max_batch)
+    origins = None if args.origins is None else [None if o == "none" else o for o in args.origins]
+    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws); Ctrl-C stops")
+    asyncio.run(run(models, args.host, args.port, limits, origins, args.token))
+    print("stopped")
+    return 0
+
+
+def add_commands(commands) -> None:
+    lim = Limits()
+    sv = commands.add_parser("serve", help="stream completions over a WebSocket, and serve the client",
+                             description="Serve the drawing client at / and completions at /ws (protocol v1, "
+                                         "docs/protocol.md); /healthz lists the models.")
+    sv.add_argument("--model", nargs="+", help="checkpoints, .gen.json files or folders of them "
+                                               "(default: the shipped sheep model)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
+                                                 "(default: this server and localhost, and none)")
+    sv.add_argument("--token", help="require this token: ?token= in the URL or a first {\"type\": \"auth\"} message")
+    for flag, field, what in (("--max-message-bytes", "max_message_bytes", "largest message"),
+                              ("--max-input-points", "max_input_points", "points in a request's strokes"),
+                              ("--max-points", "max_points", "points per alternative"),
+                              ("--max-n", "max_n", "alternatives per request"),
+                              ("--rate", "requests_per_second", "requests per second per connection"),
+                              ("--max-connections", "max_connections", "concurrent connections"),
+                              ("--max-batch", "max_batch", "alternatives stepped at once per model")):
+        default = getattr(lim, field)
+        sv.add_argument(flag, type=type(default), default=default, help=f"{what} (default: {default:g})")
+    sv.set_defaults(func=cmd_serve)

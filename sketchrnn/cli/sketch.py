@@ -1,0 +1,208 @@
+"""``sketchrnn train|eval|sample|complete|reconstruct|interpolate|import|models``: Sketch-RNN
+models from the command line."""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sketchrnn.checkpoints import MAGENTA_MODELS_URL, download_model, load_model, save_model
+from sketchrnn.cli.flags import add_config_flags, config_from_args
+from sketchrnn.data import SketchSet, load_sketches
+from sketchrnn.render import render_grid
+from sketchrnn.sampler import Request, Settings, complete, encode, prepare_strokes, sample, slerp
+from sketchrnn.strokes import SPLITS, StrokeFormatError, read_drawing, stroke3_to_polylines
+from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
+
+
+def _settings(args) -> Settings:
+    return Settings(args.temperature, getattr(args, "pen_temperature", None), seed=args.seed,
+                    max_points=args.max_points)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    summary = train_sketch_model(args.data, args.out, config_from_args(SketchTrainConfig(), args),
+                                 resume=args.resume, progress=not args.quiet)
+    if args.quiet:  # the engine printed nothing: the summary as one JSON line
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    split = args.split or ("all" if args.range else "test")
+    sketches = load_sketches(args.data, seed=args.seed).splits[split]
+    if args.range:
+        start, _, stop = args.range.partition(":")
+        chosen = range(len(sketches))[slice(int(start or 0), int(stop) if stop else None)]
+        if not chosen:
+            raise StrokeFormatError(f"--range {args.range}: selects no drawing of the {len(sketches)} in {split}")
+        sketches = SketchSet([sketches.drawings[i] for i in chosen], sketches.labels[list(chosen)],
+                             [sketches.key_ids[i] for i in chosen])
+    result = evaluate_nll(loaded.model, loaded.scale_factor, sketches)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        kl = f", KL {result['kl']:.4f}" if "kl" in result else ""
+        print(f"{loaded.name} on {split} of {', '.join(args.data)}: NLL {result['nll']:.4f} per point "
+              f"over {result['drawings']} drawings ({result['points']} points){kl}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    drawings = sample(loaded.model, loaded.scale_factor, args.n, _settings(args))
+    render_grid(drawings, args.out)
+    print(f"wrote {len(drawings)} samples of {loaded.name} (temperature {args.temperature}) to {args.out}")
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    partial = read_drawing(args.input, args.index)
+    prefix, scale = prepare_strokes(stroke3_to_polylines(partial), loaded.max_len, args.scale, loaded.scale_factor)
+    continuations = complete(loaded.model, Request(prefix, scale, args.n, _settings(args)))
+    render_grid([np.concatenate([partial, c]) for c in continuations], args.out,
+                generated_from=[len(partial)] * len(continuations))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"input": partial.tolist(), "scale": scale,
+                                               "continuations": [c.tolist() for c in continuations]}))
+    lengths = ", ".join(str(len(c)) for c in continuations)
+    print(f"wrote {len(continuations)} continuations of {args.input} ({lengths} points) by {loaded.name} to {args.out}")
+    return 0
+
+
+def _drawings_from(args) -> SketchSet:
+    sketches = load_sketches(args.data, seed=args.seed or 0).splits[args.split]
+    if len(sketches) == 0:
+        raise StrokeFormatError(f"{', '.join(args.data)}: the {args.split} split is empty")
+    return sketches
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    sketches = _drawings_from(args)
+    chosen = np.random.default_rng(args.seed).permutation(len(sketches))[: args.n]
+    originals = [sketches.drawings[i] for i in chosen]
+    z = encode(loaded.model, loaded.scale_factor, originals)
+    rebuilt = sample(loaded.model, loaded.scale_factor, len(originals), _settings(args), z=z)
+    pairs = [d for pair in zip(originals, rebuilt) for d in pair]
+    render_grid(pairs, args.out, columns=2, titles=["original", "reconstruction"] * len(originals))
+    print(f"wrote {len(originals)} drawings and their reconstructions to {args.out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    sketches = _drawings_from(args)
+    ends = [sketches.drawings[i] for i in (args.first, args.second)]
+    za, zb = encode(loaded.model, loaded.scale_factor, ends)
+    ts = np.linspace(0.0, 1.0, args.steps)
+    z = torch.stack([slerp(za, zb, float(t)) for t in ts])
+    drawings = sample(loaded.model, loaded.scale_factor, len(ts), _settings(args), z=z)
+    render_grid(drawings, args.out, columns=len(ts), titles=[f"t={t:.2f}" for t in ts])
+    print(f"wrote {len(ts)} drawings from drawing {args.first} to {args.second} to {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    loaded = load_model(args.file)
+    save_model(loaded, args.out)
+    print(f"imported {loaded.name} (LSTM {loaded.model.config.hidden}, scale factor "
+          f"{loaded.scale_factor:.4f}) to {args.out}")
+    return 0
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    print(f"saved {download_model(args.name, args.dir, args.base_url)}")
+    return 0
+
+
+def add_commands(commands) -> None:
+    tr = commands.add_parser("train", help="train a Sketch-RNN model on stroke files",
+                             description="Train a Sketch-RNN model; defaults are Magenta's.")
+    tr.add_argument("--data", nargs="+", required=True, help=".npz or .ndjson files, one class each")
+    tr.add_argument("--out", required=True, help="run folder: checkpoints, metrics, sample grids")
+    add_config_flags(tr, SketchTrainConfig())
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+
+    def model_flag(sub):
+        sub.add_argument("--model", help="checkpoint (.pt) or sketch-rnn-js .gen.json (default: the shipped "
+                                         "sheep model)")
+        sub.add_argument("--seed", type=int, default=None, help="random seed for repeatable output")
+
+    def sampling_flags(sub, temperature: float, why: str):
+        sub.add_argument("--temperature", type=float, default=temperature, help=f"randomness; {why} "
+                                                                                 f"(default: {temperature})")
+        sub.add_argument("--pen-temperature", type=float, help="randomness of the pen and mixture choice alone "
+                                                               "(default: 0.5 + 0.5 x --temperature, as sketch-rnn-js)")
+        sub.add_argument("--max-points", type=int, default=250, help="longest drawing (default: 250)")
+
+    ev = commands.add_parser("eval", help="mean NLL per point of a model on stroke files")
+    model_flag(ev)
+    ev.add_argument("--data", nargs="+", required=True, help=".npz or .ndjson files")
+    ev.add_argument("--split", choices=[*SPLITS, "all"], help="split to score (default: test; all with --range)")
+    ev.add_argument("--range", help="START:STOP drawings of the split (file order with --split all)")
+    ev.add_argument("--json", action="store_true", help='print {"nll", "drawings", "points"} as JSON')
+    ev.set_defaults(func=cmd_eval)
+
+    sa = commands.add_parser("sample", help="unconditional drawings from a model, as an SVG grid")
+    model_flag(sa)
+    sa.add_argument("--n", type=int, default=16, help="how many drawings (default: 16)")
+    sampling_flags(sa, 0.4, "lower is tidier")
+    sa.add_argument("--out", default="samples.svg", help="SVG file (default: samples.svg)")
+    sa.set_defaults(func=cmd_sample)
+
+    co = commands.add_parser("complete", help="continue a partial drawing, n ways, as SVG")
+    model_flag(co)
+    co.add_argument("--input", required=True, help="ndjson file, JSON polylines [[[x, y], ...], ...] or JSON stroke-3")
+    co.add_argument("--index", type=int, default=0, help="which drawing of an ndjson input (default: 0)")
+    co.add_argument("--n", type=int, default=4, help="alternative continuations (default: 4)")
+    sampling_flags(co, 0.25, "sketch-rnn-js's demos draw at 0.25")
+    co.add_argument("--scale", type=float, help="input units per model unit (default: the std of the simplified "
+                                                "input's offsets)")
+    co.add_argument("--out", default="completions.svg", help="SVG file (default: completions.svg)")
+    co.add_argument("--json", help="also write the input and continuations (stroke-3) to this JSON file")
+    co.set_defaults(func=cmd_complete)
+
+    def vae_input(sub):
+        model_flag(sub)
+        sub.add_argument("--data", nargs="+", required=True, help=".npz or .ndjson files to take drawings from")
+        sub.add_argument("--split", choices=[*SPLITS, "all"], default="test",
+                         help="split to take them from (default: test)")
+        sampling_flags(sub, 0.2, "decoding close to the encoded drawing")
+
+    rc = commands.add_parser("reconstruct", help="VAE: drawings beside their reconstructions, as SVG")
+    vae_input(rc)
+    rc.add_argument("--n", type=int, default=8, help="how many drawings (default: 8)")
+    rc.add_argument("--out", default="reconstructions.svg", help="SVG file (default: reconstructions.svg)")
+    rc.set_defaults(func=cmd_reconstruct)
+
+    ip = commands.add_parser("interpolate", help="VAE: slerp between two encoded drawings, as SVG")
+    vae_input(ip)
+    ip.add_argument("--first", type=int, default=0, help="index of the first drawing in the split (default: 0)")
+    ip.add_argument("--second", type=int, default=1, help="index of the second drawing (default: 1)")
+    ip.add_argument("--steps", type=int, default=8, help="drawings along the path, ends included (default: 8)")
+    ip.add_argument("--out", default="interpolation.svg", help="SVG file (default: interpolation.svg)")
+    ip.set_defaults(func=cmd_interpolate)
+
+    im = commands.add_parser("import", help="a .gen.json or training checkpoint as a standalone model file",
+                             description="Convert a sketch-rnn-js .gen.json, or slim a training checkpoint "
+                                         "(dropping optimizer and RNG state), into a standalone model file.")
+    im.add_argument("file", help="a .gen.json file or a training checkpoint (best.pt / last.pt)")
+    im.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    im.set_defaults(func=cmd_import)
+
+
+def add_model_commands(commands) -> None:
+    models = commands.add_parser("models", help="Magenta's pretrained models")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dl = actions.add_parser("download", help="fetch CLASS.gen.json from Magenta's public storage")
+    dl.add_argument("name", help="Quick, Draw! class, e.g. cat")
+    dl.add_argument("--dir", default="~/.cache/sketchrnn", help="where to save it (default: ~/.cache/sketchrnn)")
+    dl.add_argument("--base-url", default=MAGENTA_MODELS_URL, help="where the models live (default: Magenta's storage)")
+    dl.set_defaults(func=cmd_models_download)

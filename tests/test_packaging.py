@@ -1,0 +1,73 @@
+"""The package as a user installs it: a wheel built from this tree, installed into a fresh
+virtual environment, serves the drawing page and a completion with the model inside it."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*command, **kw):
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_a_wheel_in_a_fresh_venv_serves_the_page_and_completes(tmp_path):
+    # No build isolation and no dependencies fetched: torch and the rest come from this
+    # interpreter's site-packages (--system-site-packages), the package itself from the wheel.
+    run(sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp_path))
+    wheel = next(tmp_path.glob("sketchrnn-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for inside in ("sketchrnn/client/index.html", "sketchrnn/client/app.js", "sketchrnn/models/sheep.pt",
+                   "sketchrnn/server/app.py", "sketchrnn/server/__init__.py"):
+        assert inside in names, f"{inside} missing from the wheel"
+    assert not any(n.startswith(("server/", "client/", "data/")) for n in names), "top-level folders leaked"
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--system-site-packages", str(venv))
+    run(str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel))
+    where = run(str(venv / "bin" / "python"), "-c", "import sketchrnn.server.app as a; print(a.__file__)",
+                cwd=tmp_path).stdout.strip()
+    assert where.startswith(str(venv)), f"imported {where}, not the installed wheel"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    server = subprocess.Popen([str(venv / "bin" / "sketchrnn"), "serve", "--port", str(port)], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(300):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read().decode()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise AssertionError(server.stdout.read()) from None
+                time.sleep(0.1)
+        assert "<canvas" in page
+        assert b"WebSocket" in urllib.request.urlopen(f"http://127.0.0.1:{port}/app.js", timeout=5).read()
+
+        async def complete():
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                hello = json.loads(await ws.recv())
+                await ws.send(json.dumps({"type": "complete", "id": "1", "seed": 1, "max_points": 20,
+                                          "strokes": [[[100, 100], [160, 90], [230, 100], [260, 140]]]}))
+                points = []
+                while (message := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] != "done":
+                    points += message["points"]
+                return hello, points
+
+        hello, points = asyncio.run(complete())
+        assert hello["models"][0]["name"] == "sheep" and len(points) > 0
+    finally:
+        server.terminate()
+        server.wait(10)
