@@ -27,7 +27,7 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q / 100 * len(values)))]
 
 
-async def client(url: str, until: float, stats: dict, seed: int) -> None:
+async def client(url: str, until: float, stats: dict, seed: int, extra: dict) -> None:
     async with connect(url, max_size=None) as ws:
         json.loads(await ws.recv())  # hello
         request = 0
@@ -35,7 +35,7 @@ async def client(url: str, until: float, stats: dict, seed: int) -> None:
             request += 1
             sent = time.monotonic()
             await ws.send(json.dumps({"type": "complete", "id": str(request), "strokes": DRAWING,
-                                      "temperature": 0.25, "seed": seed * 100_000 + request}))
+                                      "temperature": 0.25, "seed": seed * 100_000 + request, **extra}))
             first = last = None
             while True:
                 message = json.loads(await ws.recv())
@@ -56,11 +56,11 @@ async def client(url: str, until: float, stats: dict, seed: int) -> None:
                     break
 
 
-async def measure(url: str, clients: int, seconds: float) -> dict:
+async def measure(url: str, clients: int, seconds: float, extra: dict) -> dict:
     stats = {"points": 0, "requests": 0, "errors": 0, "first": [], "gaps": []}
     start = time.monotonic()
     until = start + seconds
-    await asyncio.gather(*(client(url, until, stats, i) for i in range(clients)))
+    await asyncio.gather(*(client(url, until, stats, i, extra) for i in range(clients)))
     elapsed = time.monotonic() - start
     return {"clients": clients, "points_per_s": stats["points"] / elapsed, "requests": stats["requests"],
             "errors": stats["errors"], "first_p50_ms": percentile(stats["first"], 50) * 1e3,
@@ -72,7 +72,11 @@ def main():
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50, 100, 200], help="values of N")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each N runs (default: 10)")
     parser.add_argument("--port", type=int, default=8790, help="port for the server under test (default: 8790)")
+    parser.add_argument("--pen-temperature", type=float,
+                        help="send this pen_temperature (0.25 samples pen and mixture as before sketch-rnn-js's "
+                             "temperature was adopted, for comparing speed on the same completions)")
     args = parser.parse_args()
+    extra = {} if args.pen_temperature is None else {"pen_temperature": args.pen_temperature}
     server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(args.port),
                                "--rate", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -87,7 +91,7 @@ def main():
         print("|---:|---:|---:|---:|---:|---:|---:|")
         results = []
         for n in args.clients:
-            r = asyncio.run(measure(url, n, args.seconds))
+            r = asyncio.run(measure(url, n, args.seconds, extra))
             results.append(r)
             print(f"| {n} | {r['points_per_s']:.0f} | {r['requests']} | {r['errors']} | {r['first_p50_ms']:.1f} | "
                   f"{r['first_p99_ms']:.1f} | {r['gap_p99_ms']:.1f} |", flush=True)

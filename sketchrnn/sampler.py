@@ -106,16 +106,20 @@ def sample_points(p: MixtureParams, temperature: Tensor, discrete_temperature: T
     return dx, dy, pen
 
 
+def pad_rows(t: Tensor | None, dim: int = 0, value: float = 0.0) -> Tensor | None:
+    """``t`` with zero (or ``value``) rows appended along ``dim`` up to a multiple of ROW_MULTIPLE."""
+    if t is None or t.shape[dim] % ROW_MULTIPLE == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = -t.shape[dim] % ROW_MULTIPLE
+    return torch.cat([t, t.new_full(shape, value)], dim)
+
+
 def padded_decode(model: SketchRNN, inputs: Tensor, state, z: Tensor | None, lengths: Tensor | None = None):
     """``model.decode`` over (T, B, 5) with the rows padded to a multiple of ROW_MULTIPLE."""
     rows = inputs.shape[1]
-    pad = -rows % ROW_MULTIPLE
-    if pad:
-        inputs = torch.cat([inputs, inputs.new_zeros(inputs.shape[0], pad, 5)], 1)
-        state = tuple(torch.cat([s, s.new_zeros(pad, *s.shape[1:])]) for s in state)
-        z = None if z is None else torch.cat([z, z.new_zeros(pad, z.shape[1])])
-        lengths = None if lengths is None else torch.cat([lengths, lengths.new_ones(pad)])
-    out, state = model.decode(inputs, state, z=z, lengths=lengths, exact_rows=True)
+    out, state = model.decode(pad_rows(inputs, 1), tuple(pad_rows(s) for s in state), z=pad_rows(z),
+                              lengths=pad_rows(lengths, value=1), exact_rows=True)
     return out[:, :rows], tuple(s[:rows] for s in state)
 
 
@@ -129,9 +133,11 @@ class Batch:
         self.requests: list[Request] = []  # in row order; each owns request.n consecutive rows
         self.rngs: list[np.random.Generator] = []
         self.rows: list[tuple[Request, int]] = []
-        self.state = None  # tuple of (B, ...) tensors
+        # Decoder-side tensors keep their rows padded to a multiple of ROW_MULTIPLE (the padding
+        # rows step too, and nothing reads them): no copy to pad them at every step.
+        self.state = None  # tuple of (padded B, ...) tensors
         self.inputs = torch.zeros(0, 5, device=self.device)  # what each row's decoder reads next
-        self.z = None  # (B, z) for a VAE
+        self.z = None  # (padded B, z) for a VAE
         self.position = np.zeros((0, 2))
         self.count = np.zeros(0, dtype=np.int64)
         self.live = np.zeros(0, dtype=bool)
@@ -194,9 +200,12 @@ class Batch:
         self.requests += requests
         self.rngs += rngs
         self.rows += [(r, k) for r in requests for k in range(r.n)]
-        self.state = state if self.state is None else tuple(torch.cat([a, b]) for a, b in zip(self.state, state))
-        self.inputs = torch.cat([self.inputs, inputs])
-        self.z = z if self.z is None else torch.cat([self.z, z])
+        live = len(self.rows) - len(inputs)  # rows before these requests
+        if self.state is not None:
+            state = tuple(torch.cat([a[:live], b]) for a, b in zip(self.state, state))
+            inputs = torch.cat([self.inputs[:live], inputs])
+            z = None if z is None else torch.cat([self.z[:live], z])
+        self.state, self.inputs, self.z = tuple(pad_rows(s) for s in state), pad_rows(inputs), pad_rows(z)
         self.position = np.concatenate([self.position, per_row([r.origin for r in requests], np.float64)])
         self.count = np.concatenate([self.count, per_row([0] * len(requests), np.int64)])
         self.live = np.concatenate([self.live, per_row([True] * len(requests), bool)])
@@ -212,14 +221,15 @@ class Batch:
     def step(self) -> Points:
         """Sample one point on every row. Rows that ended earlier are stepped too (their request
         still draws) but draw nothing."""
-        out, self.state = padded_decode(self.model, self.inputs[None], self.state, self.z)
+        rows = len(self.rows)
+        out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
         uniforms = np.concatenate([rng.random((r.n, 4)) for r, rng in zip(self.requests, self.rngs)])
-        dx, dy, pen = sample_points(self.model.params(out[0]), self.temperature, self.discrete_temperature,
+        dx, dy, pen = sample_points(self.model.params(out[0, :rows]), self.temperature, self.discrete_temperature,
                                     self.greedy, torch.from_numpy(uniforms).to(self.device))
         # The sampled point as the next stroke-5 input: [dx, dy, one-hot pen].
         self.inputs = torch.zeros_like(self.inputs)
-        self.inputs[:, 0], self.inputs[:, 1] = dx, dy
-        self.inputs.scatter_(1, (pen + 2)[:, None], 1.0)
+        self.inputs[:rows, 0], self.inputs[:rows, 1] = dx, dy
+        self.inputs[:rows].scatter_(1, (pen + 2)[:, None], 1.0)
         pen = pen.cpu().numpy()
         offset = torch.stack([dx, dy], -1).cpu().numpy().astype(np.float64) * self.scale[:, None]
         was_live = self.live.copy()
@@ -234,6 +244,8 @@ class Batch:
 
     def drop_finished(self) -> list[Request]:
         """Remove the requests none of whose rows still draws; returns them."""
+        if self.live.all():
+            return []
         live = {r for (r, _), alive in zip(self.rows, self.live) if alive}
         return self.remove([r for r in self.requests if r not in live])
 
@@ -243,13 +255,13 @@ class Batch:
         if not gone:
             return []
         keep = np.array([r not in gone for r, _ in self.rows], dtype=bool)
-        index = torch.from_numpy(keep).to(self.device)
+        rows, index = len(keep), torch.from_numpy(keep).to(self.device)
         self.rngs = [g for r, g in zip(self.requests, self.rngs) if r not in gone]
         self.requests = [r for r in self.requests if r not in gone]
         self.rows = [row for row, kept in zip(self.rows, keep) if kept]
-        self.state = tuple(s[index] for s in self.state)
-        self.inputs = self.inputs[index]
-        self.z = None if self.z is None else self.z[index]
+        self.state = tuple(pad_rows(s[:rows][index]) for s in self.state)
+        self.inputs = pad_rows(self.inputs[:rows][index])
+        self.z = None if self.z is None else pad_rows(self.z[:rows][index])
         for name in ("position", "count", "live", "scale", "cap"):
             setattr(self, name, getattr(self, name)[keep])
         self.temperature, self.discrete_temperature = self.temperature[index], self.discrete_temperature[index]

@@ -206,7 +206,7 @@ def test_priming_equals_one_teacher_forced_pass_over_the_prefix(shared_data):
     units = torch.from_numpy(stroke5(to_model_units(drawing, scale)))
     out, state = loaded.model.decode(torch.cat([torch.tensor([S0]), units[:-1]])[:, None])
     for x, y in zip(alone.state, state):
-        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(x[:1], y, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alone.inputs[0], units[-1])  # the last point is the next step's input
 
 
