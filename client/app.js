@@ -92,8 +92,10 @@ function showAlternatives() {
 }
 
 function endingStrokes(k) {
+  // The person lifted the pen before asking, so the model's first point is reached with the
+  // pen up: it starts a stroke of its own, joined to nothing.
   const out = [];
-  let run = [strokes.at(-1).at(-1)];
+  let run = [];
   for (const [x, y, p] of endings[k]) {
     run.push([x, y]);
     if (p) { out.push(run); run = []; }
@@ -103,8 +105,7 @@ function endingStrokes(k) {
 }
 
 function keep(k) {
-  const kept = endingStrokes(k).map((s, i) => (i === 0 ? s.slice(1) : s)).filter((s) => s.length > 1);
-  strokes.push(...kept);
+  strokes.push(...endingStrokes(k));
   endings = []; finished = [];
   showAlternatives();
   redraw();

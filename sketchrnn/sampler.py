@@ -12,14 +12,15 @@ steps (their prefixes primed in one padded pass) and leave when all their rows h
 Points come out in the drawing's own units, both as offsets (stroke-3) and as absolute positions.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
-from sketchrnn.model import MixtureParams, SketchRNN
+from sketchrnn.data import END, S0, stroke5, stroke5_batch, to_model_units
+from sketchrnn.model import MixtureParams, SketchRNN, step_nll
 from sketchrnn.strokes import RDP_EPSILON, polylines_to_stroke3, rdp, resample
 
 # Every decoder call sees a row count that is a multiple of this. On MKL's sgemm a row's result
@@ -79,18 +80,22 @@ class Points:
 
 
 def sample_points(p: MixtureParams, temperature: Tensor, discrete_temperature: Tensor, greedy: Tensor,
-                  uniforms: Tensor):
+                  uniforms: Tensor, may_end: Tensor):
     """One point per row from a step's output distribution -> (dx, dy, pen index), model units.
 
     Row b uses temperature[b] and discrete_temperature[b] (B, 1), greedy[b] (B,) and its own four
     uniforms[b] (B, 4), so a row's draw depends only on its own random stream. Pen and component
-    by inverse CDF; offsets by Box-Muller."""
+    by inverse CDF; offsets by Box-Muller. Where ``may_end[b]`` is False, end of sketch is not a
+    choice: a row that has drawn nothing yet (someone asked for more, so "already finished" is
+    no answer; Google's models give it 5-20% at the first step of a half drawing)."""
     u = uniforms.to(p.mu_x.dtype).T.contiguous()  # (4, B): each row of draws contiguous
-    pen_cdf = torch.softmax(p.pen_logits / discrete_temperature, -1).cumsum(-1)
+    no_end = torch.tensor([0.0, 0.0, -math.inf], dtype=p.pen_logits.dtype, device=p.pen_logits.device)
+    pen_logits = torch.where(may_end[:, None], p.pen_logits, p.pen_logits + no_end)
+    pen_cdf = torch.softmax(pen_logits / discrete_temperature, -1).cumsum(-1)
     pi_cdf = torch.softmax(p.log_pi / discrete_temperature, -1).cumsum(-1)
     pen = torch.searchsorted(pen_cdf, u[0, :, None]).clamp_max(2)[:, 0]
     component = torch.searchsorted(pi_cdf, u[1, :, None]).clamp_max(pi_cdf.shape[-1] - 1)
-    pen = torch.where(greedy, p.pen_logits.argmax(-1), pen)
+    pen = torch.where(greedy, pen_logits.argmax(-1), pen)
     component = torch.where(greedy[:, None], p.log_pi.argmax(-1, keepdim=True), component)
 
     def pick(t):
@@ -225,7 +230,8 @@ class Batch:
         out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
         uniforms = np.concatenate([rng.random((r.n, 4)) for r, rng in zip(self.requests, self.rngs)])
         dx, dy, pen = sample_points(self.model.params(out[0, :rows]), self.temperature, self.discrete_temperature,
-                                    self.greedy, torch.from_numpy(uniforms).to(self.device))
+                                    self.greedy, torch.from_numpy(uniforms).to(self.device),
+                                    torch.from_numpy(self.count > 0).to(self.device))
         # The sampled point as the next stroke-5 input: [dx, dy, one-hot pen].
         self.inputs = torch.zeros_like(self.inputs)
         self.inputs[:rows, 0], self.inputs[:rows, 1] = dx, dy
@@ -291,36 +297,85 @@ def sample(model: SketchRNN, scale: float, n: int, settings: Settings, z: Tensor
 # --- A person's strokes, as the model's training data looked -----------------------------------
 
 
+def drawing_frame(polylines: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The frame Google simplified drawings in: (lowest corner, drawing units per frame unit),
+    where the longer side of the drawing counts 255 frame units."""
+    everything = np.concatenate(polylines)
+    low = everything.min(0)
+    return low, float((everything - low).max()) / FRAME
+
+
+def simplify_strokes(polylines: list[np.ndarray], low: np.ndarray, unit: float,
+                     epsilon: float = RDP_EPSILON) -> list[np.ndarray]:
+    """Google's simplification in a given frame: resampled at 1 frame unit, Ramer-Douglas-Peucker
+    at ``epsilon`` frame units, rounded to the frame's grid; back in drawing units."""
+    if unit <= 0:  # a single dot
+        return [np.repeat(p[:1], 2, 0) for p in polylines]
+    return [np.round(rdp(resample((p - low) / unit), epsilon)) * unit + low for p in polylines]
+
+
 def prepare_strokes(polylines: list[np.ndarray], max_len: int, scale: float | None = None,
                     fallback_scale: float = 1.0) -> tuple[np.ndarray, float]:
     """Absolute polylines as drawn (every mouse point, in any units) -> (stroke-3 prefix, scale).
 
-    Simplified as Google simplified the training drawings, in the drawing's own frame: the longer
-    side of the drawing so far counts 255 units; resampled at 1 unit, Ramer-Douglas-Peucker at
-    epsilon 2, rounded. A mouse sends 5-14x more points than that, and a model fed dense strokes
-    reads its own step size as tiny and draws tangles. Past ``max_len`` points (the longest
-    drawing the model trained on) the tolerance doubles until it fits, then the oldest points go.
-    The scale (drawing units per model unit) is ``scale`` if given, else the std of the simplified
-    offsets (the model's unit is the std of its training offsets), else ``fallback_scale``."""
-    everything = np.concatenate(polylines)
-    low = everything.min(0)
-    unit = float((everything - low).max()) / FRAME  # drawing units per frame unit
+    Simplified as Google simplified the training drawings, in the drawing's own frame (see
+    ``simplify_strokes``): a mouse sends 5-14x more points than that, and a model fed dense
+    strokes reads its own step size as tiny and draws tangles. Past ``max_len`` points (the
+    longest drawing the model trained on) the tolerance doubles until it fits, then the oldest
+    points go. The scale (drawing units per model unit) is ``scale`` if given, else the std of
+    the simplified offsets (the model's unit is the std of its training offsets), else
+    ``fallback_scale``."""
+    low, unit = drawing_frame(polylines)
     epsilon = RDP_EPSILON
-    while True:
-        if unit > 0:
-            strokes = [np.round(rdp(resample((p - low) / unit), epsilon)) * unit + low for p in polylines]
-        else:  # a single dot
-            strokes = [np.repeat(p[:1], 2, 0) for p in polylines]
-        prefix = polylines_to_stroke3(strokes)
-        if len(prefix) <= max_len or epsilon >= 8 * RDP_EPSILON:
-            break
+    prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon))
+    while len(prefix) > max_len and epsilon < 8 * RDP_EPSILON:
         epsilon *= 2
+        prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon))
     prefix = prefix[-max_len:]
     if scale is None:
         offsets = prefix[1:, :2]
         spread = float(offsets.std()) if len(offsets) >= 2 else 0.0
         scale = spread if spread > 0 else fallback_scale
     return prefix, scale
+
+
+@torch.no_grad()
+def score(model: SketchRNN, drawing: np.ndarray, scales, start: int = 0, ended: bool = False) -> np.ndarray:
+    """NLL per point in drawing units (nats) of ``drawing``'s points from ``start`` on, given the
+    points before it, read at each of ``scales`` (one batched pass, a row per scale); with
+    ``ended`` the end of sketch after the last point counts too. Comparable across scales and
+    models: a density over model units is the density over drawing units times scale^2.
+    A VAE reads with z from the encoder of the points before ``start`` (the prior's mean if none)."""
+    device = next(model.parameters()).device
+    scales = np.asarray(scales, dtype=np.float64)
+    rows = torch.from_numpy(np.stack([stroke5(to_model_units(drawing, s)) for s in scales], 1)).to(device)
+    first = torch.tensor(S0, device=device).expand(1, len(scales), 5)
+    end = torch.tensor(END, device=device).expand(1, len(scales), 5)
+    inputs = torch.cat([first, rows if ended else rows[:-1]])
+    targets = torch.cat([rows, end]) if ended else rows
+    z = None
+    if model.config.mode == "vae":
+        z = (encode(model, 1.0, [drawing[:start]]) if start > 0
+             else torch.zeros(1, model.config.z_size, device=device)).expand(len(scales), -1)
+    out, _ = model.eval().decode(inputs, z=z)
+    offset, pen = step_nll(model.params(out), targets)
+    offset = offset[start : len(drawing)] + 2 * torch.log(torch.from_numpy(scales).to(offset))
+    total = offset.sum(0) + pen[start:].sum(0)
+    return (total / (len(targets) - start)).cpu().numpy()
+
+
+# Scales tried by fit_scale, as factors of the std estimate: a quarter to twice it, in quarter octaves.
+SCALE_FACTORS = 2.0 ** np.arange(-2.0, 1.01, 0.25)
+
+
+def fit_scale(model: SketchRNN, prefix: np.ndarray, scale: float) -> float:
+    """The scale, among ``scale`` x SCALE_FACTORS, at which the model finds the prefix likeliest
+    (drawing units, so the scales compete fairly): the model itself says how big a unit of its
+    own is in this drawing. A prefix of fewer than 3 points says too little: ``scale`` stays."""
+    if len(prefix) < 3:
+        return scale
+    candidates = scale * SCALE_FACTORS
+    return float(candidates[int(np.argmin(score(model, prefix, candidates)))])
 
 
 @torch.no_grad()
