@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 
 from sketchrnn.checkpoints import DEFAULT_MODEL, load_model
 from sketchrnn.data import load_sketches
-from sketchrnn.sampler import drawing_frame, fit_scale, prepare_strokes, score, simplify_strokes
+from sketchrnn.sampler import drawing_frame, prepare_strokes, score, simplify_strokes
 from sketchrnn.strokes import polylines_to_stroke3, resample, stroke3_to_polylines
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -40,6 +40,19 @@ MODELS = {  # name -> (model file, drawing sources of its class)
     "sheep-gen": (SHARED / "models" / "sheep.gen.json", [("simplified", QUICKDRAW / "simplified" / "sheep.ndjson")]),
 }
 CANVAS_OFFSET = np.array([40.0, 40.0])  # where a drawing sits on the canvas
+
+# Scales tried by fit_scale, as factors of the std estimate: a quarter to twice it, in quarter octaves.
+SCALE_FACTORS = 2.0 ** np.arange(-2.0, 1.01, 0.25)
+
+
+def fit_scale(model, prefix: np.ndarray, scale: float) -> float:
+    """The scale, among ``scale`` x SCALE_FACTORS, at which the model finds the prefix likeliest
+    (drawing units, so the scales compete fairly): the model itself says how big a unit of its
+    own is in this drawing. A prefix of fewer than 3 points says too little: ``scale`` stays."""
+    if len(prefix) < 3:
+        return scale
+    candidates = scale * SCALE_FACTORS
+    return float(candidates[int(np.argmin(score(model, prefix, candidates)))])
 
 
 def as_drawn(kind: str, path: Path, limit: int) -> list[list[np.ndarray]]:
@@ -117,6 +130,8 @@ def evaluate(url: str, name: str, drawings: list[list[np.ndarray]], loaded, args
     scales = [None] * len(cases)  # the server's own choice
     if args.scale_method != "server":
         scales = [prepare_strokes(prefix, loaded.max_len)[1] * args.scale_times for prefix, _ in cases]
+    if args.scale_method == "frame":  # the model's own std, in the prefix's 0-255 frame
+        scales = [loaded.scale_factor * drawing_frame(prefix)[1] for prefix, _ in cases]
     if args.scale_method == "likelihood":
         scales = [fit_scale(loaded.model, prepare_strokes(prefix, loaded.max_len)[0], s)
                   for (prefix, _), s in zip(cases, scales)]
@@ -138,7 +153,8 @@ def evaluate(url: str, name: str, drawings: list[list[np.ndarray]], loaded, args
         rows["ended"] += [r == "end" for r in reasons]
         rows["empty"] += [len(p) == 0 for p in points]
         drawn = [ink(e, spacing) for e, p in zip(endings, points) if p]
-        rows["size"] += [size(np.concatenate(e)) / max(size(np.concatenate(rest)), 1e-9) for e, p in zip(endings, points) if p]
+        real_size = max(size(np.concatenate(rest)), 1e-9)
+        rows["size"] += [size(np.concatenate(e)) / real_size for e, p in zip(endings, points) if p]
         rows["ink"] += [inside(d, box) for d in drawn]
         rows["ink_real"].append(inside(real, box))
         rows["lifts"] += [sum(pt[2] for pt in p) / len(p) for p in points if p]
@@ -181,7 +197,7 @@ def render(pictures, path: Path, columns: int = 6, cell: int = 170) -> None:
         r, c = divmod(i, columns)
         origin, fit = np.array([c * cell + 6, r * cell + 6]), (cell - 12) / extent
 
-        def path_of(points):
+        def path_of(points, low=low, fit=fit, origin=origin):
             xy = (points - low) * fit + origin
             return "M " + " L ".join(f"{x:.1f} {y:.1f}" for x, y in xy)
 
@@ -211,9 +227,11 @@ def main():
     parser.add_argument("--pen-temperature", type=float,
                         help="send this pen_temperature (default: none, the server's 0.5 + 0.5 x temperature)")
     parser.add_argument("--limit", type=int, default=30, help="drawings per source file (default: 30)")
-    parser.add_argument("--scale-method", choices=["server", "std", "likelihood"], default="server",
-                        help="server: let the server pick the scale; std / likelihood: send the std of the "
-                             "simplified offsets, or the likeliest scale around it, as the request's scale")
+    parser.add_argument("--scale-method", choices=["server", "std", "frame", "likelihood"], default="server",
+                        help="server: let the server pick the scale; else send as the request's scale: std, the "
+                             "std of the simplified offsets; frame, the model's scale factor in the prefix's 0-255 "
+                             "frame; likelihood, the scale around std under which the model finds the prefix "
+                             "likeliest (default: server)")
     parser.add_argument("--scale-times", type=float, default=1.0,
                         help="with --scale-method std: send this multiple of it (calibration experiments)")
     parser.add_argument("--svg", type=Path, help="folder for one picture per model (prefix black, real rest grey)")

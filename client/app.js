@@ -13,6 +13,7 @@ let current = null;      // the stroke being drawn
 let endings = [];        // per alternative: [[x, y, p], ...] as they arrive
 let finished = [];       // per alternative: its done message, once it came
 let request = 0;         // id of the latest completion
+let guessed = "";        // "looks like: monkey; " when the server chose the model
 let ws = null;
 let retry = 500;         // reconnect backoff, ms
 
@@ -37,7 +38,10 @@ function connect() {
 function receive(msg) {
   if (msg.type === "hello") {
     const chosen = ui.model.value;
-    ui.model.replaceChildren(...msg.models.map((m) => new Option(`${m.name} (${m.classes.join(", ")})`, m.name)));
+    const options = msg.models.map((m) => new Option(`${m.name} (${m.classes.join(", ")})`, m.name));
+    // Several models: let the server guess which one the drawing is (the default).
+    if (msg.models.length > 1) options.unshift(new Option("auto: guess from the drawing", "auto"));
+    ui.model.replaceChildren(...options);
     if ([...ui.model.options].some((o) => o.value === chosen)) ui.model.value = chosen;
     ui.n.max = msg.limits.max_n;
     ui.status.textContent = "draw something; lift the pen and the model carries on";
@@ -45,6 +49,9 @@ function receive(msg) {
     ui.status.textContent = `server error (${msg.code}): ${msg.message}`;
   } else if (msg.id !== String(request)) {
     return; // the tail of an older request
+  } else if (msg.type === "guess") {
+    guessed = `looks like: ${msg.model}; `;
+    ui.status.textContent = `${guessed}the model is drawing…`;
   } else if (msg.type === "points") {
     endings[msg.k].push(...msg.points);
     redraw();
@@ -52,7 +59,7 @@ function receive(msg) {
     finished[msg.k] = msg;
     showAlternatives();
     if (finished.filter(Boolean).length === endings.length) {
-      ui.status.textContent = `done: ${finished.map((d) => `${d.points} points (${d.reason})`).join(", ")}`;
+      ui.status.textContent = `${guessed}done: ${finished.map((d) => `${d.points} points (${d.reason})`).join(", ")}`;
     }
   }
 }
@@ -63,6 +70,7 @@ function ask() {
   const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
   endings = Array.from({ length: n }, () => []);
   finished = [];
+  guessed = "";
   ws.send(JSON.stringify({ type: "complete", id: String(request), model: ui.model.value, strokes,
     n, temperature: Number(ui.temperature.value) }));
   ui.status.textContent = "the model is drawing…";

@@ -20,7 +20,7 @@ from websockets.http11 import Request as HTTPRequest
 from websockets.http11 import Response
 
 from sketchrnn.checkpoints import LoadedModel
-from sketchrnn.sampler import Request, Settings, prepare_strokes
+from sketchrnn.sampler import Request, Settings, guess_model, prepare_strokes
 from sketchrnn.strokes import StrokeFormatError
 
 from .worker import Event, ModelWorker, Stream
@@ -170,7 +170,7 @@ class CompletionServer:
                         if current is not None:
                             current.cancelled = True  # someone drawing again wants the new ending
                         current = None
-                        current = self._start(message, loop, outbox)
+                        current = await self._start(message, loop, outbox)
                     elif kind == "cancel":
                         if current is not None and current.id == message.get("id"):
                             current.cancelled = True
@@ -203,14 +203,14 @@ class CompletionServer:
             raise RequestError("bad_request", "message must be a JSON object")
         return message
 
-    def _start(self, message: dict, loop, outbox: asyncio.Queue) -> Stream:
+    async def _start(self, message: dict, loop, outbox: asyncio.Queue) -> Stream:
         request_id = message.get("id")
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
             raise RequestError("bad_request", "id must be a string of 1 to 64 characters")
         name = message.get("model", self.default_model)
-        if name not in self.models:
-            raise RequestError("unknown_model", f"model {name!r} is not served; served: {', '.join(self.models)}")
-        limits, loaded = self.limits, self.models[name]
+        if name != "auto" and name not in self.models:
+            raise RequestError("unknown_model", f"model {name!r} is not served; served: auto, {', '.join(self.models)}")
+        limits = self.limits
         strokes = parse_strokes(message.get("strokes"), limits.max_input_points)
         temperature = _number(message.get("temperature", 0.25), "temperature", 0.01, 2.0)
         pen_temperature = message.get("pen_temperature")
@@ -228,6 +228,11 @@ class CompletionServer:
         scale = message.get("scale")
         if scale is not None:
             scale = _number(scale, "scale", 1e-6, 1e6)
+        if name == "auto":  # every model scores the drawing, off the event loop
+            name, scores = await asyncio.to_thread(guess_model, self.models, strokes)
+            outbox.put_nowait([{"type": "guess", "id": request_id, "model": name,
+                                "scores": {k: round(v, 4) for k, v in scores.items()}}])
+        loaded = self.models[name]
         try:
             prefix, scale = prepare_strokes(strokes, loaded.max_len, scale, fallback_scale=loaded.scale_factor)
         except StrokeFormatError as e:

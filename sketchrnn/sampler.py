@@ -315,7 +315,7 @@ def simplify_strokes(polylines: list[np.ndarray], low: np.ndarray, unit: float,
 
 
 def prepare_strokes(polylines: list[np.ndarray], max_len: int, scale: float | None = None,
-                    fallback_scale: float = 1.0) -> tuple[np.ndarray, float]:
+                    fallback_scale: float = 1.0, where: str = "strokes") -> tuple[np.ndarray, float]:
     """Absolute polylines as drawn (every mouse point, in any units) -> (stroke-3 prefix, scale).
 
     Simplified as Google simplified the training drawings, in the drawing's own frame (see
@@ -324,13 +324,14 @@ def prepare_strokes(polylines: list[np.ndarray], max_len: int, scale: float | No
     longest drawing the model trained on) the tolerance doubles until it fits, then the oldest
     points go. The scale (drawing units per model unit) is ``scale`` if given, else the std of
     the simplified offsets (the model's unit is the std of its training offsets), else
-    ``fallback_scale``."""
+    ``fallback_scale``. A drawing that is no drawing (offsets beyond any screen) raises a
+    StrokeFormatError naming ``where``."""
     low, unit = drawing_frame(polylines)
     epsilon = RDP_EPSILON
-    prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon))
+    prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon), where)
     while len(prefix) > max_len and epsilon < 8 * RDP_EPSILON:
         epsilon *= 2
-        prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon))
+        prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon), where)
     prefix = prefix[-max_len:]
     if scale is None:
         offsets = prefix[1:, :2]
@@ -364,18 +365,15 @@ def score(model: SketchRNN, drawing: np.ndarray, scales, start: int = 0, ended: 
     return (total / (len(targets) - start)).cpu().numpy()
 
 
-# Scales tried by fit_scale, as factors of the std estimate: a quarter to twice it, in quarter octaves.
-SCALE_FACTORS = 2.0 ** np.arange(-2.0, 1.01, 0.25)
-
-
-def fit_scale(model: SketchRNN, prefix: np.ndarray, scale: float) -> float:
-    """The scale, among ``scale`` x SCALE_FACTORS, at which the model finds the prefix likeliest
-    (drawing units, so the scales compete fairly): the model itself says how big a unit of its
-    own is in this drawing. A prefix of fewer than 3 points says too little: ``scale`` stays."""
-    if len(prefix) < 3:
-        return scale
-    candidates = scale * SCALE_FACTORS
-    return float(candidates[int(np.argmin(score(model, prefix, candidates)))])
+def guess_model(models: dict, polylines: list[np.ndarray]) -> tuple[str, dict[str, float]]:
+    """Which model (of ``{name: LoadedModel}``) explains a person's drawing best: each scores the
+    drawing, prepared for it, as NLL per point in drawing units (comparable across models whatever
+    their scale factors). Returns the name of the likeliest and every score."""
+    scores = {}
+    for name, loaded in models.items():
+        prefix, scale = prepare_strokes(polylines, loaded.max_len, fallback_scale=loaded.scale_factor)
+        scores[name] = float(score(loaded.model, prefix, [scale])[0])
+    return min(scores, key=scores.get), scores
 
 
 @torch.no_grad()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sketchrnn.checkpoints import DEFAULT_MODEL
+
 CHROMIUM = "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 if not Path(CHROMIUM).exists():
@@ -26,8 +28,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port)],
+def start_server(port: int, *models: str) -> subprocess.Popen:
+    extra = ["--model", *models] if models else []
+    proc = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(150):
         try:
@@ -145,3 +148,27 @@ def test_server_gone_then_back(page, server):
     assert "disconnected" in page.text_content("#connection")
     server["proc"] = start_server(server["port"])
     page.wait_for_selector("#connection[data-ok=yes]", timeout=20000)
+
+
+def test_with_several_models_auto_guesses_and_says_so(browser, shared_data):
+    """Two models served: the page offers auto as its default and shows the server's guess."""
+    port = free_port()
+    proc = start_server(port, str(shared_data / "models" / "monkey.gen.json"), str(DEFAULT_MODEL))
+    context = browser.new_context(viewport={"width": 900, "height": 600})
+    try:
+        page = context.new_page()
+        page.sent = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: page.sent.append(json.loads(payload))))
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#connection[data-ok=yes]", timeout=15000)
+        assert page.eval_on_selector("#model", "s => s.value") == "auto"
+        draw_cloud(page)
+        page.wait_for_function("document.getElementById('status').textContent.includes('done')", timeout=30000)
+        status = page.text_content("#status")
+        assert status.startswith("looks like: ") and status.split(":")[1].split(";")[0].strip() in ("monkey", "sheep")
+        assert [m for m in page.sent if m["type"] == "complete"][-1]["model"] == "auto"
+        assert model_pixels(page) > 50
+    finally:
+        context.close()
+        proc.terminate()
+        proc.wait(10)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 import urllib.error
 import urllib.request
 
@@ -116,6 +117,54 @@ async def test_a_trained_vae_completes_over_the_websocket(served, sketches_dir, 
         points, done = await collect(ws, 2)
     assert all(done[k]["reason"] in ("end", "max_points") for k in range(2))
     assert sum(len(p) for p in points.values()) > 0
+
+
+async def test_auto_guesses_the_model_and_says_so_first(served, shared_data):
+    from sketchrnn.strokes import read_ndjson, resample, stroke3_to_polylines
+
+    models = {"monkey": load_model(shared_data / "models" / "monkey.gen.json"), "sheep": load_model()}
+    app, host, _ = await served(models=models)
+    drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "monkey-1000.ndjson")[0][0].strokes
+    strokes = [resample(p * 2.0, 2.0).round(1).tolist() for p in stroke3_to_polylines(drawing)]
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "complete", "id": "g", "model": "auto", "strokes": strokes, "n": 2,
+                                  "seed": 1, "max_points": 30}))
+        guess = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        assert guess["type"] == "guess" and guess["id"] == "g" and set(guess["scores"]) == {"monkey", "sheep"}
+        assert guess["model"] == min(guess["scores"], key=guess["scores"].get) == "monkey"
+        points, done = await collect(ws, 2, "g")
+        assert sum(len(p) for p in points.values()) > 0
+        await ws.send(json.dumps({"type": "complete", "id": "x", "model": "cat", "strokes": strokes}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert error["code"] == "unknown_model" and "auto, monkey, sheep" in error["message"]
+
+
+@pytest.mark.parametrize("strokes", [
+    [[[5, 5]]],  # a tap
+    [[[5, 5], [5, 5], [5, 5]]],  # a stroke of one point repeated
+    [[[float(x), float((x * 37) % 101)] for x in range(2000)]],  # 2,000 points
+    [[[9e5, 9e5], [9.5e5, 9e5], [9e5, 9.6e5]]],  # far from the origin
+], ids=["one-point", "identical-points", "2000-points", "far-away"])
+async def test_odd_drawings_get_a_completion(served, strokes):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": strokes, "n": 2, "max_points": 40,
+                                  "seed": 3}))
+        points, done = await collect(ws, 2)
+    assert all(done[k]["reason"] in ("end", "max_points") for k in range(2))
+    assert all(len(points[k]) >= 1 for k in range(2))  # the first step cannot end a completion
+    assert all(math.isfinite(v) for k in range(2) for p in points[k] for v in p)
+
+
+async def test_a_drawing_larger_than_any_screen_is_refused_by_name(served):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": [[[1e6, 1e6], [-1e6, 1e6]]]}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 100000"
 
 
 async def test_cancel_and_supersede(served):

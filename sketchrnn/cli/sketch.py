@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchrnn.checkpoints import MAGENTA_MODELS_URL, download_model, load_model, save_model
+from sketchrnn.checkpoints import MAGENTA_MODELS_URL, download_model, load_model, load_models, save_model
 from sketchrnn.cli.flags import add_config_flags, config_from_args
 from sketchrnn.data import SketchSet, load_sketches
 from sketchrnn.render import render_grid
-from sketchrnn.sampler import Request, Settings, complete, encode, prepare_strokes, sample, slerp
+from sketchrnn.sampler import Request, Settings, complete, encode, guess_model, prepare_strokes, sample, slerp
 from sketchrnn.strokes import SPLITS, StrokeFormatError, read_drawing, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
 
@@ -60,8 +60,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model)
     partial = read_drawing(args.input, args.index)
+    if args.model == "auto":
+        candidates = load_models(args.candidates or [None])
+        name, scores = guess_model(candidates, stroke3_to_polylines(partial))
+        ranked = ", ".join(f"{n} {v:.2f}" for n, v in sorted(scores.items(), key=lambda item: item[1]))
+        print(f"looks like: {name} (NLL per point, drawing units: {ranked})")
+        loaded = candidates[name]
+    else:
+        loaded = load_model(args.model)
     prefix, scale = prepare_strokes(stroke3_to_polylines(partial), loaded.max_len, args.scale, loaded.scale_factor)
     continuations = complete(loaded.model, Request(prefix, scale, args.n, _settings(args)))
     render_grid([np.concatenate([partial, c]) for c in continuations], args.out,
@@ -158,7 +165,11 @@ def add_commands(commands) -> None:
     sa.set_defaults(func=cmd_sample)
 
     co = commands.add_parser("complete", help="continue a partial drawing, n ways, as SVG")
-    model_flag(co)
+    co.add_argument("--model", help="checkpoint (.pt) or sketch-rnn-js .gen.json, or auto: the likeliest of "
+                                    "--candidates for this drawing (default: the shipped sheep model)")
+    co.add_argument("--candidates", nargs="+", help="with --model auto: model files or folders of them "
+                                                    "(default: the shipped sheep model)")
+    co.add_argument("--seed", type=int, default=None, help="random seed for repeatable output")
     co.add_argument("--input", required=True, help="ndjson file, JSON polylines [[[x, y], ...], ...] or JSON stroke-3")
     co.add_argument("--index", type=int, default=0, help="which drawing of an ndjson input (default: 0)")
     co.add_argument("--n", type=int, default=4, help="alternative continuations (default: 4)")
