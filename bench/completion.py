@@ -236,11 +236,15 @@ def main():
                         help="with --scale-method std: send this multiple of it (calibration experiments)")
     parser.add_argument("--svg", type=Path, help="folder for one picture per model (prefix black, real rest grey)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--port", type=int, help="judge the server already listening here, serving --models' files "
+                                                 "in that order (an older version, say); default: start one")
     args = parser.parse_args()
-    port = free_port()
+    port = args.port or free_port()
     files = [str(MODELS[m][0]) for m in args.models]
-    server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), "--rate", "1000",
-                               "--model", *files], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = None
+    if args.port is None:
+        server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), "--rate", "1000",
+                                   "--model", *files], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
             try:
@@ -268,8 +272,9 @@ def main():
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
     finally:
-        server.terminate()
-        server.wait(10)
+        if server is not None:
+            server.terminate()
+            server.wait(10)
 
 
 if __name__ == "__main__":
