@@ -186,8 +186,9 @@ def evaluate(url: str, name: str, drawings: list[list[np.ndarray]], loaded, args
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
-def render(pictures, path: Path, columns: int = 6, cell: int = 170) -> None:
-    """Prefix black, the real rest grey, each ending in its own colour."""
+def render(pictures, path: Path, shown: int, columns: int = 6, cell: int = 170) -> None:
+    """Prefix black, the real rest grey, the first ``shown`` endings each in its own colour."""
+    pictures = [(prefix, rest, endings[:shown]) for prefix, rest, endings in pictures]
     rows = math.ceil(len(pictures) / columns)
     dwg = svgwrite.Drawing(str(path), size=(columns * cell, rows * cell), profile="full")
     dwg.add(dwg.rect((0, 0), (columns * cell, rows * cell), fill="white"))
@@ -199,7 +200,7 @@ def render(pictures, path: Path, columns: int = 6, cell: int = 170) -> None:
 
         def path_of(points, low=low, fit=fit, origin=origin):
             xy = (points - low) * fit + origin
-            return "M " + " L ".join(f"{x:.1f} {y:.1f}" for x, y in xy)
+            return "M " + " L ".join(f"{x:.0f} {y:.0f}" for x, y in xy)  # cells of 170 px: whole pixels do
 
         for stroke in rest:
             dwg.add(dwg.path(d=path_of(stroke), stroke="#bbbbbb", fill="none", stroke_width=2))
@@ -235,6 +236,7 @@ def main():
     parser.add_argument("--scale-times", type=float, default=1.0,
                         help="with --scale-method std: send this multiple of it (calibration experiments)")
     parser.add_argument("--svg", type=Path, help="folder for one picture per model (prefix black, real rest grey)")
+    parser.add_argument("--shown", type=int, default=3, help="endings drawn per drawing in --svg (default: 3)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--port", type=int, help="judge the server already listening here, serving --models' files "
                                                  "in that order (an older version, say); default: start one")
@@ -268,7 +270,7 @@ def main():
                   f"({s['lifts_per_point_real']:.3f}) | {s['chamfer']:.3f} | {s['nll_rest']:.2f} |", flush=True)
             if args.svg:
                 args.svg.mkdir(parents=True, exist_ok=True)
-                render(pictures[:12], args.svg / f"completion-{model}.svg")
+                render(pictures[:6], args.svg / f"completion-{model}.svg", args.shown)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
     finally:
