@@ -240,26 +240,27 @@ class CompletionServer:
         settings = Settings(temperature, pen_temperature, greedy, seed, max_points)
         request = Request(prefix, scale, n, settings, origin=tuple(strokes[-1][-1]))
 
-        def deliver(stream: Stream, events: list[Event]) -> None:
-            outbox.put_nowait([self._message(stream, event) for event in events])
-
-        stream = Stream(request_id, request, loop, deliver)
+        stream = Stream(request_id, request, loop, self._messages, outbox.put_nowait)
         if not self.workers[name].submit(stream):
             raise RequestError("overloaded", f"model {name!r} is stepping its limit of {limits.max_batch} "
                                              "alternatives; try again shortly")
         return stream
 
     @staticmethod
-    def _message(stream: Stream, event: Event) -> dict:
-        """The protocol message for one worker event."""
-        if event.point is not None:
-            return {"type": "points", "id": stream.id, "k": event.k, "points": [event.point]}
-        if event.finished == "failed":
-            return {"type": "error", "id": stream.id, "code": "internal",
-                    "message": "the model failed on this request; see the server log"}
-        ms = round((time.monotonic() - stream.started) * 1000, 1)
-        return {"type": "done", "id": stream.id, "k": event.k, "reason": event.finished, "points": event.count,
-                "ms": ms}
+    def _messages(stream: Stream, events: list[Event]) -> list[dict]:
+        """The protocol messages for a stream's worker events (run on the worker's thread)."""
+        messages = []
+        for event in events:
+            if event.point is not None:
+                messages.append({"type": "points", "id": stream.id, "k": event.k, "points": [event.point]})
+            elif event.finished == "failed":
+                messages.append({"type": "error", "id": stream.id, "code": "internal",
+                                 "message": "the model failed on this request; see the server log"})
+            else:
+                ms = round((time.monotonic() - stream.started) * 1000, 1)
+                messages.append({"type": "done", "id": stream.id, "k": event.k, "reason": event.finished,
+                                 "points": event.count, "ms": ms})
+        return messages
 
     async def _send(self, ws: ServerConnection, outbox: asyncio.Queue) -> None:
         """Drain the outbox, joining each alternative's queued points into one message.

@@ -38,7 +38,8 @@ class Stream:
     id: str
     request: Request  # the prefix, scale and settings, in the client's coordinates
     loop: asyncio.AbstractEventLoop  # the connection's event loop
-    deliver: Callable[["Stream", list[Event]], None]  # runs on that loop
+    format: Callable[["Stream", list[Event]], list[dict]]  # events -> protocol messages, on this thread
+    deliver: Callable[[list[dict]], None]  # runs on the connection's loop: queues the messages
     started: float = field(default_factory=time.monotonic)
     cancelled: bool = False
 
@@ -156,11 +157,11 @@ class ModelWorker:
     def _hand_over(handoff: list[tuple[Stream, list[Event]]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for stream, events in handoff:
-            by_loop.setdefault(stream.loop, []).append((stream, events))
+            by_loop.setdefault(stream.loop, []).append((stream.deliver, stream.format(stream, events)))
         for loop, items in by_loop.items():
             loop.call_soon_threadsafe(_deliver_all, items)
 
 
 def _deliver_all(items) -> None:
-    for stream, events in items:
-        stream.deliver(stream, events)
+    for deliver, messages in items:
+        deliver(messages)

@@ -95,15 +95,13 @@ class SketchRNN(nn.Module):
             return self.decoder.cell.initial_state(batch)
         return tuple(torch.tanh(self.to_initial_state(z)).split(self.decoder.cell.state_sizes, -1))
 
-    def decode(self, inputs: Tensor, state=None, z: Tensor | None = None, lengths: Tensor | None = None,
-               exact_rows: bool = False):
-        """Teacher-forced decoder over stroke-5 inputs (T, B, 5) -> (raw output (T, B, 3+6M), state);
-        ``exact_rows`` as ``RecurrentLayer``'s."""
+    def decode(self, inputs: Tensor, state=None, z: Tensor | None = None, lengths: Tensor | None = None):
+        """Teacher-forced decoder over stroke-5 inputs (T, B, 5) -> (raw output (T, B, 3+6M), state)."""
         if z is not None:
             inputs = torch.cat([inputs, z.expand(inputs.shape[0], -1, -1)], -1)
         if state is None:
             state = self.initial_state(inputs.shape[1], z)
-        hidden, state = self.decoder(inputs, lengths, state, exact_rows=exact_rows)
+        hidden, state = self.decoder(inputs, lengths, state)
         return self.output(hidden), state
 
     def params(self, out: Tensor) -> MixtureParams:

@@ -199,10 +199,11 @@ def test_priming_equals_one_teacher_forced_pass_over_the_prefix(shared_data):
     scale = loaded.scale_factor
     drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "cat.ndjson")[0][0].strokes[:30]
     alone, crowded = Batch(loaded.model), Batch(loaded.model)
+    other = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "cat.ndjson")[0][1].strokes[:30]
     alone.add([Request(drawing, scale)])
-    crowded.add([Request(drawing[:7], scale, 2), Request(drawing, scale)])
+    crowded.add([Request(drawing[:7], scale, 2), Request(other, scale), Request(drawing, scale)])
     for x, y in zip(alone.state, crowded.state):
-        assert torch.equal(x[0], y[2])  # padded beside shorter prefixes, the same state exactly
+        assert torch.equal(x[0], y[3])  # read beside a prefix of its length and a shorter one: the same state
     units = torch.from_numpy(stroke5(to_model_units(drawing, scale)))
     out, state = loaded.model.decode(torch.cat([torch.tensor([S0]), units[:-1]])[:, None])
     for x, y in zip(alone.state, state):

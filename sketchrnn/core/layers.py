@@ -50,10 +50,8 @@ class RecurrentLayer(nn.Module):
         return self.fused and cell.fused_mode is not None and not dropout_active and steps >= FUSED_MIN_STEPS
 
     def forward(
-        self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, exact_rows: bool = False
+        self, x: Tensor, lengths: Tensor | None = None, state: State | None = None
     ) -> tuple[Tensor, State]:
-        """``exact_rows``: never the fused kernel over a padded batch, whose packed steps make a
-        row's result depend (by rounding) on the other rows' lengths."""
         steps, batch = x.shape[:2]
         if state is None:
             state = self.cell.initial_state(batch)
@@ -61,7 +59,7 @@ class RecurrentLayer(nn.Module):
             lengths = lengths.to(x.device)
             if bool((lengths == steps).all()):
                 lengths = None  # nothing padded: skip the masking
-        if self.uses_fused_kernel(steps) and not (exact_rows and lengths is not None):
+        if self.uses_fused_kernel(steps):
             return self._fused(x, lengths, state)
         # One matmul for the input side of every step; the loop does only the recurrent part.
         # Iterate with unbind: indexing xp[t] inside the loop makes backward O(T^2).
