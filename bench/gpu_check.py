@@ -15,6 +15,7 @@ from torch import nn
 from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, make_cell
 from sketchrnn.core.engine import TrainConfig, load_checkpoint, train
 from sketchrnn.long_range import SequenceRegressor, adding_batch
+from sketchrnn.text import TextConfig, TextTrainConfig, generate, load_text_model, train_text_model
 
 
 def parity() -> None:
@@ -62,6 +63,16 @@ def train_on_gpu_resume_on_cpu(out: Path) -> None:
     print(f"resumed on cpu from the cuda checkpoint: step {summary['step']}, valid {summary['valid_loss']:.4f}")
 
 
+def text_on_gpu(out: Path) -> None:
+    """A text model trains on --device cuda: the engine moves every batch and the carried state."""
+    names = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "text" / "names.txt"
+    run = TextTrainConfig(TextConfig(hidden=128, layers=2), TrainConfig(steps=100, eval_every=100, device="cuda"))
+    summary = train_text_model(str(names), out, run, progress=False)
+    model = load_text_model(out / "best.pt")
+    print(f"text on cuda: {summary['step']} steps, valid {summary['valid_loss']:.3f} nats/char; "
+          f"sample on the CPU: {generate(model, 'an', 20, seed=0)!r}")
+
+
 def speed() -> None:
     torch.backends.cudnn.allow_tf32 = True  # the defaults a user trains with
     batch, steps, inp, hidden = 100, 200, 5, 512
@@ -97,6 +108,7 @@ def main():
     assert torch.cuda.is_available(), "no CUDA device"
     parity()
     train_on_gpu_resume_on_cpu(Path(args.out))
+    text_on_gpu(Path(args.out) / "text")
     speed()
 
 

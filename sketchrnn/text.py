@@ -147,7 +147,7 @@ def nats_per_symbol(model: TextModel, ids: Tensor, streams: int = 1, chunk: int 
     """Mean next-symbol NLL over ``ids``, read as ``streams`` columns in chunks with the state
     carried through: the same number as one pass over each column."""
     model.eval()
-    data = batchify(ids, streams)
+    data = batchify(ids, streams).to(next(model.parameters()).device)
     total, count, state = 0.0, 0, None
     for start in range(0, data.shape[0] - 1, chunk):
         x, y = data[start : start + chunk], data[start + 1 : start + chunk + 1]
@@ -202,7 +202,7 @@ def train_text_model(path: str, out_dir: str | Path, run: TextTrainConfig, resum
         if i == 0:
             carry = None  # a new pass starts from zero state
         elif state_reset > 0:
-            keep = (torch.rand(x.shape[1]) >= state_reset)[:, None]
+            keep = (torch.rand(x.shape[1], device=x.device) >= state_reset)[:, None]
             carry = [tuple(s * keep.to(s.dtype) for s in layer) for layer in carry]
         logits, state = model(x, carry)
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()), state, {}
