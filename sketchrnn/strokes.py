@@ -130,21 +130,47 @@ def simplify_raw(strokes: list[np.ndarray]) -> list[np.ndarray]:
 # --- Files -------------------------------------------------------------------------------------
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else. A Sketch-RNN .npz keeps its ragged drawings as a
+    pickled object array, and a pickle may name any function to call on load: only numpy's own
+    array rebuilding is let through."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it holds a pickled {module}.{name}, not only numpy arrays; "
+                                     "loading it could run code")
+
+
+def _read_npy(archive: zipfile.ZipFile, member: str) -> np.ndarray:
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        _, _, dtype = read_header(f)
+        if dtype.hasobject:
+            return _ArraysOnly(f, encoding="latin1").load()
+    with archive.open(member) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
 def read_npz(path: str | Path) -> dict[str, list[np.ndarray]]:
-    """A Sketch-RNN .npz: object arrays of stroke-3 under train/valid/test (int16 or float)."""
+    """A Sketch-RNN .npz: object arrays of stroke-3 under train/valid/test (int16 or float).
+    Read without running any pickled code (see ``_ArraysOnly``)."""
     path = Path(path)
     try:
-        archive = np.load(path, encoding="latin1", allow_pickle=True)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
-        raise StrokeFormatError(f"{path}: not a readable Sketch-RNN .npz ({e})") from None
-    with archive:
-        missing = [s for s in SPLITS if s not in archive.files]
-        if missing:
-            raise StrokeFormatError(f"{path}: missing split(s) {', '.join(missing)}; it holds {archive.files}")
-        try:
-            return {s: list(archive[s]) for s in SPLITS}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-            raise StrokeFormatError(f"{path}: corrupt or truncated ({e})") from None
+        with zipfile.ZipFile(path) as archive:
+            found = {name.removesuffix(".npy") for name in archive.namelist()}
+            missing = [s for s in SPLITS if s not in found]
+            if missing:
+                raise StrokeFormatError(f"{path}: missing split(s) {', '.join(missing)}; it holds {sorted(found)}")
+            return {s: list(_read_npy(archive, f"{s}.npy")) for s in SPLITS}
+    except pickle.UnpicklingError as e:
+        raise StrokeFormatError(f"{path}: refused: {e}") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, TypeError) as e:
+        raise StrokeFormatError(f"{path}: not a readable Sketch-RNN .npz ({type(e).__name__}: {e})") from None
 
 
 def write_npz(path: str | Path, splits: dict[str, list[np.ndarray]]) -> None:

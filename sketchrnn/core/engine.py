@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import random
+import re
 import signal
 import tempfile
 import time
@@ -124,8 +125,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused: holds more than tensors and plain data ({first})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{path}: refused: it holds pickled objects{what}, not only tensors and plain data; "
+                              "loading it could run code") from None
     except Exception as e:  # a truncated or foreign file fails in many ways inside torch.load
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt:
