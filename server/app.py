@@ -35,6 +35,7 @@ STATIC_FILES = {
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 FRAME = 1 / 60  # seconds: the finest pace at which a client can show new points
+AUTH_SECONDS = 10.0  # a connection that must authenticate and has not by then is closed
 MAX_COORDINATE = 1e6  # larger than any screen by far: anything beyond is not a drawing
 
 
@@ -55,14 +56,38 @@ class RequestError(Exception):
         self.code, self.message = code, message
 
 
-def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+def _response(status: http.HTTPStatus, body: bytes, content_type: str, method: str = "GET") -> Response:
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
                        ("Cache-Control", "no-cache")])
-    return Response(status.value, status.phrase, headers, body)
+    return Response(status.value, status.phrase, headers, body if method != "HEAD" else b"")
+
+
+class TokenBucket:
+    """``rate`` requests a second sustained, bursts of twice that."""
+
+    def __init__(self, rate: float):
+        self.rate, self.allowance, self.last = rate, 2 * rate, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.allowance = min(2 * self.rate, self.allowance + (now - self.last) * self.rate)
+        self.last = now
+        if self.allowance < 1:
+            return False
+        self.allowance -= 1
+        return True
+
+
+def _finite(value) -> bool:
+    """A JSON number that is finite as a float (an integer of 400 digits is not)."""
+    try:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _number(value, field: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _finite(value):
         raise RequestError("bad_request", f"{field} must be a finite number")
     if not low <= value <= high:
         raise RequestError("bad_request", f"{field} must be between {low:g} and {high:g}, got {value:g}")
@@ -73,7 +98,9 @@ def _integer(value, field: str, low: int, high: int, code: str = "bad_request") 
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError("bad_request", f"{field} must be an integer")
     if not low <= value <= high:
-        raise RequestError(code, f"{field} must be between {low} and {high}, got {value}")
+        # Over the limit is "too_large"; below the least sensible value is just a bad request.
+        raise RequestError(code if value > high else "bad_request", f"{field} must be between {low} and {high}, "
+                                                                    f"got {value}")
     return value
 
 
@@ -92,7 +119,7 @@ def parse_strokes(strokes, limit: int) -> list[np.ndarray]:
             if (not isinstance(point, list) or len(point) != 2
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
                 raise RequestError("bad_request", f"strokes[{i}][{j}] must be [x, y] with numbers")
-            if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in point):
+            if not all(_finite(v) and abs(v) <= MAX_COORDINATE for v in point):
                 raise RequestError("bad_request", f"strokes[{i}][{j}] must be finite, within ±{MAX_COORDINATE:g}")
         points = np.array(stroke, dtype=np.float64)
         parsed.append(points if len(points) > 1 else np.repeat(points, 2, axis=0))  # a tap is a dot
@@ -109,7 +136,8 @@ class CompletionServer:
         self.default_model = next(iter(models))
         self.static = {path: (CLIENT_DIR / name).read_bytes() for path, (name, _) in STATIC_FILES.items()
                        if (CLIENT_DIR / name).is_file()}
-        self.connections = 0
+        self.connections = 0  # authenticated (or needing no token)
+        self.unauthenticated = 0  # waiting for their auth message, in a pool of their own
 
     def hello(self) -> dict:
         models = [{"name": name, "mode": m.model.config.mode, "max_points": self.limits.max_points,
@@ -118,53 +146,71 @@ class CompletionServer:
 
     def process_request(self, connection: ServerConnection, request: HTTPRequest) -> Response | None:
         url = urlsplit(request.path)
+        if request.method not in ("GET", "HEAD"):
+            response = _response(http.HTTPStatus.METHOD_NOT_ALLOWED, b"only GET and HEAD\n", "text/plain")
+            response.headers["Allow"] = "GET, HEAD"
+            return response
         if url.path == "/healthz":
             body = {"status": "ok", "models": list(self.models), "connections": self.connections,
-                    "streams": sum(w.rows for w in self.workers.values())}
-            return _response(http.HTTPStatus.OK, json.dumps(body).encode(), "application/json")
+                    "unauthenticated": self.unauthenticated, "streams": sum(w.rows for w in self.workers.values())}
+            return _response(http.HTTPStatus.OK, json.dumps(body).encode(), "application/json", request.method)
         if url.path in self.static:
-            return _response(http.HTTPStatus.OK, self.static[url.path], STATIC_FILES[url.path][1])
+            return _response(http.HTTPStatus.OK, self.static[url.path], STATIC_FILES[url.path][1], request.method)
         if url.path != "/ws":
             return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-        if self.connections >= self.limits.max_connections:
-            return _response(http.HTTPStatus.SERVICE_UNAVAILABLE,
-                             f"server full: {self.limits.max_connections} connections\n".encode(), "text/plain")
         given = parse_qs(url.query).get("token")
         if self.token is not None and given is not None and given[0] != self.token:
             return _response(http.HTTPStatus.UNAUTHORIZED, b"bad token\n", "text/plain")
+        # Strangers who have not shown the token wait in a pool of their own: they can never take
+        # the places of people who have.
+        waiting = self.token is not None and given is None
+        if (self.unauthenticated if waiting else self.connections) >= self.limits.max_connections:
+            return _response(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                             f"server full: {self.limits.max_connections} connections\n".encode(), "text/plain")
         return None
 
+    async def authenticate(self, ws: ServerConnection) -> bool:
+        """With a token and none in the URL, the first message must be ``auth`` with it, within
+        AUTH_SECONDS; anything else is answered ``unauthorized`` and the connection closed (1008)."""
+        if self.token is None or parse_qs(urlsplit(ws.request.path).query).get("token") == [self.token]:
+            return True
+        self.unauthenticated += 1
+        try:
+            raw = await asyncio.wait_for(ws.recv(), AUTH_SECONDS)
+            message = self._decode(raw)
+            if message.get("type") == "auth" and message.get("token") == self.token:
+                return True
+            reason = 'send {"type": "auth", "token": ...} first, or connect with ?token='
+        except TimeoutError:
+            reason = f"no auth message within {AUTH_SECONDS:g} s"
+        except RequestError as e:
+            reason = f"{e.message}; the first message must be auth"
+        finally:
+            self.unauthenticated -= 1
+        await ws.send(json.dumps({"type": "error", "code": "unauthorized", "message": reason}))
+        await ws.close(1008, "unauthorized")
+        return False
+
     async def handler(self, ws: ServerConnection) -> None:
+        try:
+            await ws.send(json.dumps(self.hello()))
+            if not await self.authenticate(ws):
+                return
+        except ConnectionClosed:
+            return
         self.connections += 1
         loop = asyncio.get_running_loop()
         outbox: asyncio.Queue = asyncio.Queue()
         sender = asyncio.create_task(self._send(ws, outbox))
         current: Stream | None = None
-        allowance, last = 2 * self.limits.requests_per_second, time.monotonic()
-        authorised = self.token is None or parse_qs(urlsplit(ws.request.path).query).get("token") == [self.token]
-
+        rate = TokenBucket(self.limits.requests_per_second)
         try:
-            await ws.send(json.dumps(self.hello()))
             async for raw in ws:
-                now = time.monotonic()
-                allowance = min(2 * self.limits.requests_per_second,
-                                allowance + (now - last) * self.limits.requests_per_second)
-                last = now
                 try:
                     message = self._decode(raw)
-                    if not authorised:
-                        if message.get("type") == "auth" and message.get("token") == self.token:
-                            authorised = True
-                            continue
-                        message = 'send {"type": "auth", "token": ...} first, or connect with ?token='
-                        outbox.put_nowait([{"type": "error", "code": "unauthorized", "message": message}])
-                        await outbox.join()
-                        await ws.close(1008, "unauthorized")
-                        return
-                    if allowance < 1:
+                    if not rate.take():
                         raise RequestError("rate_limited", f"more than {self.limits.requests_per_second:g} "
                                                            "requests per second on this connection")
-                    allowance -= 1
                     kind = message.get("type")
                     if kind == "complete":
                         if current is not None:
@@ -177,10 +223,10 @@ class CompletionServer:
                     else:
                         raise RequestError("bad_request", f"unknown message type {kind!r}; expected complete or cancel")
                 except RequestError as e:
-                    error = {"type": "error", "code": e.code, "message": e.message}
-                    if isinstance(message_id := _id_of(raw), str):
-                        error["id"] = message_id
-                    outbox.put_nowait([error])
+                    outbox.put_nowait([self._error(raw, e.code, e.message)])
+                except Exception:  # a bug must cost one request, not the connection
+                    logging.getLogger("sketchrnn.server").exception("request failed")
+                    outbox.put_nowait([self._error(raw, "internal", "the server failed on this request; see its log")])
         except ConnectionClosed:
             pass
         finally:
@@ -192,13 +238,20 @@ class CompletionServer:
             # the server's shutdown) that counts what is left.
             await asyncio.gather(sender, return_exceptions=True)
 
+    @staticmethod
+    def _error(raw, code: str, message: str) -> dict:
+        error = {"type": "error", "code": code, "message": message}
+        if isinstance(message_id := _id_of(raw), str):
+            error["id"] = message_id
+        return error
+
     def _decode(self, raw) -> dict:
         if isinstance(raw, bytes):
             raise RequestError("bad_request", "binary frames are not part of the protocol; send JSON text")
         try:
             message = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError):
-            raise RequestError("bad_request", "message is not valid JSON") from None
+        except (ValueError, RecursionError) as e:  # ValueError: also integers of over 4,300 digits
+            raise RequestError("bad_request", f"message is not valid JSON ({e})") from None
         if not isinstance(message, dict):
             raise RequestError("bad_request", "message must be a JSON object")
         return message
@@ -208,6 +261,8 @@ class CompletionServer:
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
             raise RequestError("bad_request", "id must be a string of 1 to 64 characters")
         name = message.get("model", self.default_model)
+        if not isinstance(name, str):
+            raise RequestError("bad_request", "model must be a string: a served model's name, or auto")
         if name != "auto" and name not in self.models:
             raise RequestError("unknown_model", f"model {name!r} is not served; served: auto, {', '.join(self.models)}")
         limits = self.limits
@@ -299,6 +354,16 @@ class CompletionServer:
                 for _ in batches:
                     outbox.task_done()
 
+    async def drain(self, timeout: float = 3.0) -> None:
+        """Cancel every running alternative and wait (up to ``timeout``) until each has sent its
+        ``done``: a shutdown still answers every request."""
+        for worker in self.workers.values():
+            worker.cancel_all()
+        deadline = time.monotonic() + timeout
+        while any(w.rows for w in self.workers.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(FRAME)
+        await asyncio.sleep(2 * FRAME)  # the senders' last frame
+
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()
@@ -343,7 +408,10 @@ async def run(models: dict[str, LoadedModel], host: str = "127.0.0.1", port: int
                          compression=None) as server:
             if ready is not None:
                 ready.set_result((app, server))
-            await stop
+            try:
+                await stop
+            finally:  # also when the caller cancels
+                await app.drain()
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)

@@ -67,6 +67,13 @@ class ModelWorker:
         self.pending.put(stream)
         return True
 
+    def cancel_all(self) -> None:
+        """Mark every stream, queued or drawing, cancelled: each alternative then ends "cancelled"."""
+        with self.pending.mutex:
+            queued = [s for s in self.pending.queue if s is not None]
+        for stream in [*queued, *list(self.streams.values())]:
+            stream.cancelled = True
+
     def stop(self) -> None:
         self.stopping = True
         self.pending.put(None)  # wake the thread

@@ -196,6 +196,14 @@ async def test_cancel_and_supersede(served):
     ({"strokes": [[[[[[1]]]]]]}, "bad_request", "must be [x, y]"),
     ({"seed": -1}, "bad_request", "seed must be between"),
     ({"id": 7}, "bad_request", "id must be a string"),
+    ({"model": []}, "bad_request", "model must be a string"),
+    ({"model": {}}, "bad_request", "model must be a string"),
+    ({"temperature": 10**400}, "bad_request", "temperature must be a finite number"),
+    ({"scale": 10**400}, "bad_request", "scale must be a finite number"),
+    ({"strokes": [[[10**400, 1]]]}, "bad_request", "finite, within"),
+    ({"pen_temperature": "cold"}, "bad_request", "pen_temperature must be a finite number"),
+    ({"n": 0}, "bad_request", "n must be between 1 and 9"),
+    ({"max_points": -5}, "bad_request", "max_points must be between 1 and 250"),
 ])
 async def test_bad_requests_get_an_error_and_the_connection_keeps_working(served, fields, code, words):
     app, host, _ = await served()
@@ -207,6 +215,15 @@ async def test_bad_requests_get_an_error_and_the_connection_keeps_working(served
         await complete(ws, max_points=3, seed=0)
         _, done = await collect(ws, 1)
         assert done[0]["points"] <= 3
+
+
+async def test_an_integer_of_5000_digits_is_a_bad_request(served):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await ws.send('{"type": "complete", "id": "1", "seed": ' + "9" * 5000 + "}")
+        error = json.loads(await ws.recv())
+        assert error["code"] == "bad_request" and "not valid JSON" in error["message"]
 
 
 async def test_malformed_frames(served):
@@ -288,6 +305,50 @@ async def test_token_in_query_or_first_message(served):
         assert closed.value.rcvd.code == 1008
 
 
+async def test_auth_is_the_first_message_within_a_deadline_and_strangers_take_no_seats(served, monkeypatch):
+    monkeypatch.setattr("sketchrnn.server.app.AUTH_SECONDS", 0.5)
+    app, host, _ = await served(Limits(max_connections=3), token="s3cret")
+    for first in ("not json", json.dumps([1]), json.dumps({"type": "complete"})):
+        async with connect(f"ws://{host}/ws") as ws:
+            await hello(ws)
+            await ws.send(first)
+            assert json.loads(await ws.recv())["code"] == "unauthorized"
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd.code == 1008
+    strangers = [await connect(f"ws://{host}/ws") for _ in range(3)]  # idle, never authenticating
+    async with connect(f"ws://{host}/ws?token=s3cret") as ws:  # the real user still gets in
+        await hello(ws)
+        await complete(ws, max_points=2)
+        await collect(ws, 1)
+    for stranger in strangers:  # and the strangers are shown out after the deadline
+        await hello(stranger)
+        assert json.loads(await asyncio.wait_for(stranger.recv(), 5))["code"] == "unauthorized"
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(stranger.recv(), 5)
+    assert app.unauthenticated == 0
+
+
+async def test_http_methods_other_than_get_and_head_are_refused(served):
+    app, host, _ = await served()
+    for method in ("DELETE", "BREW", "HEAD", "GET"):
+        reader, writer = await asyncio.open_connection(*host.split(":"))
+        writer.write(f"{method} /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        status = (await reader.readline()).decode()
+        headers = {}
+        while (line := (await reader.readline()).decode().strip()):
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+        body = await reader.read()  # the server closes after one response
+        writer.close()
+        if method in ("HEAD", "GET"):
+            assert " 200 " in status and int(headers["content-length"]) > 0
+            assert (body == b"") == (method == "HEAD")
+        else:
+            assert " 405 " in status and headers["allow"] == "GET, HEAD"
+
+
 async def test_disconnect_mid_stream_leaks_nothing(served):
     app, host, _ = await served()
     ws = await connect(f"ws://{host}/ws")
@@ -335,10 +396,14 @@ async def test_graceful_shutdown_ends_streams_with_1001(served):
         await complete(ws, n=2, max_points=250, temperature=2.0)
         await ws.recv()
         task.cancel()
+        done = {}
         with pytest.raises(ConnectionClosed) as closed:
             while True:
-                await asyncio.wait_for(ws.recv(), 10)
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if message["type"] == "done":
+                    done[message["k"]] = message["reason"]
         assert closed.value.rcvd.code == 1001
+        assert set(done) == {0, 1} and set(done.values()) <= {"cancelled", "end", "max_points"}
     await asyncio.gather(task, return_exceptions=True)
     assert not app.workers["sheep"].thread.is_alive()
 
