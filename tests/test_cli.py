@@ -1,6 +1,7 @@
 """The command line: help on every flag, clear refusals, a real run, Ctrl-C exits 0."""
 
 import argparse
+import json
 import signal
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def test_gradient_flow_writes_svg_and_prints_the_numbers(tmp_path, capsys):
     assert "lag 20" in printed and printed.count("rnn ") >= 2
 
 
-def test_ctrl_c_during_training_saves_exits_zero_and_resumes(tmp_path, capsys):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_during_training_saves_exits_zero_and_resumes(tmp_path, capsys, stop):
     out = tmp_path / "run"
     command = ["rnn", "adding-task", "--length", "30", "--hidden", "16", "--eval-every", "20", "--out", str(out)]
     proc = subprocess.Popen(
@@ -51,9 +53,28 @@ def test_ctrl_c_during_training_saves_exits_zero_and_resumes(tmp_path, capsys):
     deadline = time.monotonic() + 60
     while not (out / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
     assert "interrupted" in output and (out / "last.pt").exists()
     assert main([*command, "--steps", "400", "--resume", "--quiet", "--json"]) == 0
     assert '"step": 400' in capsys.readouterr().out
+
+
+def test_resume_gaps_are_closed(tmp_path, capsys):
+    """Resuming before any checkpoint says so; a save cut short leaves no temp file behind; rows
+    logged after the checkpoint are not logged twice; --quiet prints strict JSON."""
+    out = tmp_path / "run"
+    command = ["rnn", "adding-task", "--length", "10", "--hidden", "8", "--eval-every", "4", "--out", str(out)]
+    assert main([*command, "--steps", "2", "--resume", "--quiet"]) == 2
+    assert "nothing to resume yet" in capsys.readouterr().err
+    assert main([*command, "--steps", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    (out / "last.ptq1w2e3.tmp").write_bytes(b"half a checkpoint")
+    with (out / "metrics.jsonl").open("a") as log:  # steps a killed run logged past its checkpoint
+        log.write(json.dumps({"step": 9, "split": "train", "loss": 1.0}) + "\n")
+    assert main([*command, "--steps", "12", "--resume", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert summary["step"] == 12 and not list(out.glob("*.tmp"))
+    assert steps.count(9) == 0 and steps == sorted(steps)

@@ -100,7 +100,7 @@ def test_save_atomic_keeps_previous_file_when_writing_fails(tmp_path):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(CheckpointError, match="last.pt: no such file"):
+    with pytest.raises(CheckpointError, match="last.pt: nothing to resume yet"):
         run(tmp_path, 4, resume=True)
 
 

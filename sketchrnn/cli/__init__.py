@@ -27,3 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     except (StrokeFormatError, ModelFileError, ValueError) as e:  # TextError, CheckpointError: ValueErrors
         print(f"sketchrnn: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C during training: stop at once, no traceback
+        print("sketchrnn: interrupted", file=sys.stderr)
+        return 130

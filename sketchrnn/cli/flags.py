@@ -1,7 +1,10 @@
-"""Command-line flags generated from config dataclasses, and configs read back from them."""
+"""Command-line flags generated from config dataclasses, configs read back from them, and the
+one-line JSON summaries commands print with --quiet."""
 
 import argparse
 import dataclasses
+import json
+import math
 import types
 import typing
 
@@ -48,3 +51,9 @@ def config_from_args(config, args: argparse.Namespace, prefix: str = ""):
         elif hasattr(args, dest):
             changes[f.name] = getattr(args, dest)
     return dataclasses.replace(config, **changes)
+
+
+def json_line(summary: dict) -> str:
+    """A summary as one line of strict JSON: NaN (no validation ran yet) becomes null."""
+    return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()},
+                      allow_nan=False)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from sketchrnn.checkpoints import MAGENTA_MODELS_URL, download_model, load_model, load_models, save_model
-from sketchrnn.cli.flags import add_config_flags, config_from_args
+from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
 from sketchrnn.data import SketchSet, load_sketches
 from sketchrnn.render import render_grid
 from sketchrnn.sampler import Request, Settings, complete, encode, guess_model, prepare_strokes, sample, slerp
@@ -26,7 +26,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train_sketch_model(args.data, args.out, config_from_args(SketchTrainConfig(), args),
                                  resume=args.resume, progress=not args.quiet)
     if args.quiet:  # the engine printed nothing: the summary as one JSON line
-        print(json.dumps(summary))
+        print(json_line(summary))
     return 0
 
 

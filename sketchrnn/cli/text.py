@@ -5,7 +5,7 @@ import json
 import math
 import sys
 
-from sketchrnn.cli.flags import add_config_flags, config_from_args
+from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
 from sketchrnn.text import (
     TextTrainConfig,
     Vocabulary,
@@ -22,7 +22,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train_text_model(args.data, args.out, config_from_args(TextTrainConfig(), args), args.resume,
                                progress=not args.quiet)
     if args.quiet:
-        print(json.dumps(summary))
+        print(json_line(summary))
     return 0
 
 

@@ -180,25 +180,26 @@ def _set_rng_state(state: dict) -> None:
 
 
 @contextmanager
-def _stop_on_sigint():
-    """First Ctrl-C asks the loop to stop at the end of the current step (so the checkpoint is
-    consistent); a second one interrupts at once."""
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) or SIGTERM (systemd, Docker, Kubernetes) asks the loop to stop at the end
+    of the current step, so the checkpoint is consistent; a second Ctrl-C interrupts at once."""
     requested = {"stop": False}
 
     def handler(signum, frame):
-        if requested["stop"]:
+        if requested["stop"] and signum == signal.SIGINT:
             raise KeyboardInterrupt
         requested["stop"] = True
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave the signals alone
         yield requested
         return
     try:
         yield requested
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def train(
@@ -241,7 +242,12 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, nonfinite, carry, earlier_seconds = 0, math.inf, 0, None, 0.0
     last_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
+    for stale in out_dir.glob("*.pt*.tmp"):  # a save cut short by kill -9: never a checkpoint
+        stale.unlink()
     if resume:
+        if not last_path.exists():
+            raise CheckpointError(f"{last_path}: nothing to resume yet (no checkpoint was written); "
+                                  "start the run without --resume")
         ckpt = load_checkpoint(last_path, kind)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -251,6 +257,9 @@ def train(
     else:
         torch.manual_seed(cfg.seed)
         log_path.unlink(missing_ok=True)
+    if resume and log_path.exists():  # rows logged after the checkpoint will be logged again
+        rows = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log_path.write_text("".join(row + "\n" for row in rows))
     log = log_path.open("a")
     started = time.monotonic()  # the --minutes budget counts this invocation only
 
@@ -301,7 +310,7 @@ def train(
     start_step = step
     bar = tqdm(total=cfg.steps or None, initial=step, unit="step", disable=not progress, dynamic_ncols=True)
     running_loss, running_n = 0.0, 0
-    with _stop_on_sigint() as sigint:
+    with _stop_on_signals() as sigint:
         while not (cfg.steps and step >= cfg.steps):
             if cfg.minutes and time.monotonic() - started >= cfg.minutes * 60:
                 break
