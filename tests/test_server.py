@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sketchrnn.server.app import Limits, RequestError, parse_strokes, run
 from websockets.asyncio.client import connect
@@ -424,3 +424,57 @@ def test_any_strokes_value_is_parsed_or_refused_with_a_request_error(value):
         assert e.code in ("bad_request", "too_large") and e.message
     else:
         assert strokes and all(s.ndim == 2 and s.shape[1] == 2 and len(s) >= 2 for s in strokes)
+
+
+CODES = {"bad_request", "unknown_model", "too_large", "rate_limited", "overloaded", "internal"}
+fields = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["complete", "cancel", "auth", "nope"]) | json_values,
+    "id": st.sampled_from(["a", "b"]) | json_values,
+    "model": st.sampled_from(["sheep", "auto", "cat"]) | json_values,
+    "strokes": st.just([[[0, 0], [30, 5], [40, 40]]]) | json_values,
+    "n": st.integers(-2, 12) | json_values,
+    "max_points": st.integers(-2, 300) | json_values,
+    "temperature": st.floats(-1, 3) | json_values,
+    "pen_temperature": st.floats(-1, 3) | json_values,
+    "scale": st.floats(-1, 1e7) | json_values,
+    "seed": st.integers(-5, 2**64) | json_values,
+    "greedy": st.booleans() | json_values,
+})
+fuzzed = fields.map(json.dumps) | st.text(max_size=20) | json_values.map(json.dumps)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.data_too_large])
+@given(st.lists(fuzzed, min_size=30, max_size=40))
+def test_fuzzed_messages_each_get_their_documented_answer(sheep, messages):
+    """Each message is followed by a probe (an unknown type, id "probe"); everything that comes
+    before the probe's error is the message's answer: errors with documented codes, or a stream of
+    points that ends with one done per alternative. The connection stays open throughout, and
+    streams and connections return to 0."""
+
+    async def scenario():
+        ready = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(run(sheep, "127.0.0.1", 0, Limits(max_points=5, requests_per_second=10_000),
+                                       None, None, ready))
+        app, server = await ready
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await hello(ws)
+                for raw in messages:
+                    await ws.send(raw)
+                    await ws.send(json.dumps({"type": "probe", "id": "probe"}))
+                    while (answer := json.loads(await asyncio.wait_for(ws.recv(), 20))).get("id") != "probe":
+                        assert answer["type"] in ("points", "done", "guess", "error"), answer
+                        if answer["type"] == "error":
+                            assert answer["code"] in CODES, answer
+                    assert answer["code"] == "bad_request"
+            for _ in range(100):  # a stream cut off by the next message is freed at the next step
+                if app.connections == 0 and sum(w.rows for w in app.workers.values()) == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert app.connections == 0 and sum(w.rows for w in app.workers.values()) == 0
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())

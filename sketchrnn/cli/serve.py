@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import sys
 
 from sketchrnn.checkpoints import load_models
 from sketchrnn.server.app import Limits, run
@@ -13,6 +14,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     max_points=args.max_points, max_n=args.max_n, requests_per_second=args.rate,
                     max_connections=args.max_connections, max_batch=args.max_batch)
     origins = None if args.origins is None else [None if o == "none" else o for o in args.origins]
+    if args.host not in ("127.0.0.1", "localhost", "::1") and args.token is None:
+        print(f"warning: listening on {args.host} without --token: anyone who can reach this machine can use the "
+              "model. Pages from other machines are refused by the origin check unless --origins names them "
+              f"(e.g. --origins http://THIS-HOST:{args.port}).", file=sys.stderr)
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws); Ctrl-C stops")
     asyncio.run(run(models, args.host, args.port, limits, origins, args.token))
     print("stopped")
