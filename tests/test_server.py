@@ -217,6 +217,25 @@ async def test_bad_requests_get_an_error_and_the_connection_keeps_working(served
         assert done[0]["points"] <= 3
 
 
+async def test_points_of_drawing_per_second_are_budgeted_per_connection(served):
+    """A client resending a 2,000-point drawing as fast as it may would take the server from
+    everyone else (bench/fairness.py): past its budget it gets rate_limited, others do not."""
+    app, host, _ = await served(Limits(points_per_second=2000, requests_per_second=100))
+    big = [[[float(i), float(i % 7)] for i in range(2000)]]
+    async with connect(f"ws://{host}/ws") as heavy, connect(f"ws://{host}/ws") as light:
+        await hello(heavy), await hello(light)
+        codes = []
+        for i in range(4):
+            await heavy.send(json.dumps({"type": "complete", "id": str(i), "strokes": big, "max_points": 1}))
+        while len(codes) < 4:
+            message = json.loads(await asyncio.wait_for(heavy.recv(), 10))
+            if message["type"] in ("error", "done"):
+                codes.append(message.get("code") or message["reason"])
+        assert codes.count("rate_limited") == 2, codes  # a burst of twice the rate, then no more
+        await complete(light, max_points=3)
+        await collect(light, 1)
+
+
 async def test_an_integer_of_5000_digits_is_a_bad_request(served):
     app, host, _ = await served()
     async with connect(f"ws://{host}/ws") as ws:

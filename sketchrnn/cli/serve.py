@@ -12,7 +12,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     models = load_models(args.model or [None])
     limits = Limits(max_message_bytes=args.max_message_bytes, max_input_points=args.max_input_points,
                     max_points=args.max_points, max_n=args.max_n, requests_per_second=args.rate,
-                    max_connections=args.max_connections, max_batch=args.max_batch)
+                    max_connections=args.max_connections, max_batch=args.max_batch,
+                    points_per_second=args.points_rate)
     origins = None if args.origins is None else [None if o == "none" else o for o in args.origins]
     if args.host not in ("127.0.0.1", "localhost", "::1") and args.token is None:
         print(f"warning: listening on {args.host} without --token: anyone who can reach this machine can use the "
@@ -41,6 +42,7 @@ def add_commands(commands) -> None:
                               ("--max-points", "max_points", "points per alternative"),
                               ("--max-n", "max_n", "alternatives per request"),
                               ("--rate", "requests_per_second", "requests per second per connection"),
+                              ("--points-rate", "points_per_second", "points of drawing per second per connection"),
                               ("--max-connections", "max_connections", "concurrent connections"),
                               ("--max-batch", "max_batch", "alternatives stepped at once per model")):
         default = getattr(lim, field)
