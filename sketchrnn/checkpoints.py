@@ -37,7 +37,9 @@ class LoadedModel:
 def _gen_json_weights(path: Path) -> tuple[dict, list[np.ndarray]]:
     try:
         info, dims, blobs = json.loads(path.read_text())
-    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as e:
+        if not isinstance(info, dict) or not isinstance(dims, list) or not isinstance(blobs, list):
+            raise ValueError("expected an object and two lists")
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as e:
         raise ModelFileError(f"{path}: not a sketch-rnn-js model ([info, dims, weights] JSON): {e}") from None
     if info.get("mode") not in (2, "2", "gen"):
         raise ModelFileError(f"{path}: mode {info.get('mode')!r} is not a decoder-only ('gen', 2) model")
@@ -92,12 +94,16 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
         ckpt = load_checkpoint(path, "sketch")
         model = SketchRNN(SketchRNNConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])
+        name = path.parent.name if path.stem in ("best", "last") else path.stem
+        return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name,
+                           int(ckpt["max_len"]))
     except CheckpointError as e:
         raise ModelFileError(f"{e}; expected a Sketch-RNN model") from None
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: not a sketchrnn model checkpoint ({type(e).__name__}: {e})") from None
-    name = path.parent.name if path.stem in ("best", "last") else path.stem
-    return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name, int(ckpt["max_len"]))
+    except KeyError as e:
+        raise ModelFileError(f"{path}: a Sketch-RNN checkpoint without {e}") from None
+    except (TypeError, RuntimeError) as e:
+        detail = " ".join(str(e).split())[:200]
+        raise ModelFileError(f"{path}: its weights do not fit its config ({detail})") from None
 
 
 def load_models(paths: list[str | Path | None]) -> dict[str, LoadedModel]:

@@ -190,6 +190,10 @@ def parse_ndjson_line(line: str, where: str, simplify: bool = True) -> Record:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise StrokeFormatError(f"{where}: not JSON ({e.msg} at column {e.colno})") from None
+    except ValueError as e:  # an integer of over 4,300 digits
+        raise StrokeFormatError(f"{where}: not usable JSON ({e})") from None
+    except RecursionError:
+        raise StrokeFormatError(f"{where}: JSON nested too deeply to be a drawing") from None
     if not isinstance(obj, dict) or "drawing" not in obj:
         raise StrokeFormatError(f"{where}: no 'drawing' field")
     drawing = obj["drawing"]
@@ -209,6 +213,8 @@ def parse_ndjson_line(line: str, where: str, simplify: bool = True) -> Record:
             raise StrokeFormatError(f"{where}: stroke {i} holds non-numeric coordinates") from None
         if not np.isfinite(points).all():
             raise StrokeFormatError(f"{where}: stroke {i} has NaN or infinite values")
+        if len(points) and np.abs(points).max() > ABSURD_OFFSET:
+            raise StrokeFormatError(f"{where}: stroke {i} has a coordinate beyond {ABSURD_OFFSET:g}")
         strokes.append(points)
     if raw and simplify:
         strokes = simplify_raw(strokes)

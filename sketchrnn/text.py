@@ -27,6 +27,8 @@ def read_text(path: str | Path) -> str:
         text = path.read_text(encoding="utf-8")  # universal newlines: \r\n -> \n
     except FileNotFoundError:
         raise TextError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise TextError(f"{path}: a folder, not a text file") from None
     except UnicodeDecodeError as e:
         raise TextError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     if "\x00" in text:
