@@ -6,16 +6,17 @@ import math
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sketchrnn.server.app import Limits, RequestError, parse_strokes, run
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sketchrnn.checkpoints import load_model
 from sketchrnn.core.engine import TrainConfig
 from sketchrnn.model import SketchRNNConfig
+from sketchrnn.server.app import Limits, RequestError, parse_strokes, run
 from sketchrnn.train import SketchTrainConfig, train_sketch_model
 
 DRAWING = [[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]
@@ -103,6 +104,79 @@ async def test_seeded_requests_repeat_whatever_else_is_in_the_batch(served):
         again, _ = await collect(a, 2)
         await collect(b, 4)
     assert first == again
+
+
+async def test_seeded_repeats_under_concurrent_load_are_identical(served):
+    """Ten repeats of one seeded request, each while three other clients draw with other seeds
+    and sizes: the same points to the bit every time."""
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await complete(ws, n=2, max_points=60, seed=11)
+        alone, _ = await collect(ws, 2)
+
+    async def neighbour(i: int, round_: int):
+        async with connect(f"ws://{host}/ws") as other:
+            await hello(other)
+            await other.send(json.dumps({"type": "complete", "id": "r1", "strokes": [[[0, 0], [50, 20 * i], [90, 5]]],
+                                         "n": 1 + i, "seed": 100 * round_ + i, "max_points": 80}))
+            await collect(other, 1 + i)
+
+    async def mine():
+        await asyncio.sleep(0.01 * (len(repeats) % 3))  # join at different points of the others' streams
+        async with connect(f"ws://{host}/ws") as ws:
+            await hello(ws)
+            await complete(ws, n=2, max_points=60, seed=11)
+            return (await collect(ws, 2))[0]
+
+    repeats = []
+    for round_ in range(10):
+        *_, points = await asyncio.gather(*(neighbour(i, round_) for i in range(3)), mine())
+        repeats.append(points)
+    assert all(points == alone for points in repeats)
+
+
+async def test_chaos_leaks_nothing_and_the_server_still_answers(served):
+    """Dozens of clients connecting, asking, cancelling, drawing again and dropping the TCP
+    connection mid-stream: afterwards no stream, row or connection is left, and a new client is
+    served as usual."""
+    app, host, _ = await served()
+    rng = np.random.default_rng(0)
+
+    async def client(i: int):
+        ws = await connect(f"ws://{host}/ws")
+        await hello(ws)
+        for j in range(int(rng.integers(1, 6))):
+            await complete(ws, n=int(rng.integers(1, 10)), max_points=int(rng.integers(1, 250)), seed=i * 10 + j)
+            action = rng.choice(["wait", "cancel", "again", "abort", "close"])
+            await asyncio.sleep(float(rng.uniform(0, 0.05)))
+            if action == "cancel":
+                await ws.send(json.dumps({"type": "cancel", "id": "r1"}))
+            elif action == "abort":
+                ws.transport.abort()  # the TCP connection dropped, no close frame
+                return
+            elif action == "close":
+                await ws.close()
+                return
+            elif action == "wait":
+                try:
+                    await asyncio.wait_for(ws.recv(), 5)
+                except ConnectionClosed:
+                    return
+        await ws.close()
+
+    await asyncio.gather(*(client(i) for i in range(40)))
+    worker = app.workers["sheep"]
+    for _ in range(200):
+        if worker.rows == 0 and not worker.streams and app.connections == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert worker.rows == 0 and not worker.streams and app.connections == 0
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await complete(ws, n=2, max_points=20, seed=1)
+        points, done = await collect(ws, 2)
+    assert all(done[k]["reason"] in ("end", "max_points") for k in range(2))
 
 
 async def test_a_trained_vae_completes_over_the_websocket(served, sketches_dir, tmp_path):
