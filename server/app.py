@@ -412,6 +412,7 @@ async def run(models: dict[str, LoadedModel], host: str = "127.0.0.1", port: int
     try:
         async with serve(app.handler, host, port, process_request=app.process_request,
                          max_size=limits.max_message_bytes, origins=allowed, ping_interval=20,
+                         close_timeout=3,  # a client that never answers the close holds up shutdown no longer
                          # Messages are a few dozen bytes of JSON: deflate saves nothing and cost
                          # the event loop (the bottleneck at 100 clients) 15% of its time.
                          compression=None) as server:
