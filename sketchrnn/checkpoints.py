@@ -135,6 +135,52 @@ def save_model(loaded: LoadedModel, path: str | Path) -> None:
                  "scale_factor": loaded.scale_factor, "classes": loaded.classes, "max_len": loaded.max_len}, Path(path))
 
 
+GEN_JSON_MIXTURES = 20  # @magenta/sketch reads exactly this many mixture components (its NMIXTURE)
+GEN_JSON_MAX_WEIGHT = 10.0  # the format stores round(w / 10 * 32767) as int16: |w| beyond 10 is clipped
+
+
+def export_gen_json(loaded: LoadedModel, path: str | Path) -> dict:
+    """Write a decoder-only LSTM model in sketch-rnn-js's format (what @magenta/sketch loads):
+    ``[info, dims, weights]``, each weight array int16-quantised and base64-encoded, the LSTM's gate
+    blocks in TensorFlow's (i, g, f, o) order with the forget bias's +1 left to the reader. Returns
+    what quantising cost: the largest weight change and how many weights were clipped."""
+    config = loaded.model.config
+    if config.mode != "decoder":
+        raise ModelFileError(f"{loaded.name}: a {config.mode} model; the sketch-rnn-js format that @magenta/sketch "
+                             "reads holds decoder-only models")
+    if config.cell != "lstm":
+        raise ModelFileError(f"{loaded.name}: a {config.cell} decoder; the sketch-rnn-js format holds a plain LSTM")
+    if config.mixtures != GEN_JSON_MIXTURES:
+        raise ModelFileError(f"{loaded.name}: {config.mixtures} mixture components; @magenta/sketch reads "
+                             f"{GEN_JSON_MIXTURES}")
+    cell, hidden = loaded.model.decoder.cell, config.hidden
+
+    def to_tf_order(blocks: torch.Tensor) -> np.ndarray:
+        """Ours: (i, f, g, o) blocks along the first axis; theirs: (i, g, f, o) along the last."""
+        i, f, g, o = blocks.detach().double().numpy().reshape(4, hidden, -1)
+        return np.concatenate([i, g, f, o]).T  # (inputs, 4H); a bias comes out (1, 4H)
+
+    bias = (cell.bias_ih + cell.bias_hh).detach().clone()
+    bias[hidden : 2 * hidden] -= 1.0  # the reader adds +1 to the forget gate itself
+    output = loaded.model.output
+    arrays = [output.weight.detach().double().numpy().T, output.bias.detach().double().numpy(),
+              to_tf_order(cell.weight_ih), to_tf_order(cell.weight_hh), to_tf_order(bias)[0]]
+    blobs, clipped, error = [], 0, 0.0
+    for array in arrays:
+        scaled = np.round(array / GEN_JSON_MAX_WEIGHT * 32767)
+        clipped += int((np.abs(scaled) > 32767).sum())
+        quantised = np.clip(scaled, -32767, 32767).astype("<i2")
+        error = max(error, float(np.abs(quantised.astype(np.float64) * GEN_JSON_MAX_WEIGHT / 32767 - array).max()))
+        blobs.append(base64.b64encode(quantised.tobytes()).decode("ascii"))
+    info = {"mode": 2, "version": 6, "max_seq_len": loaded.max_len, "name": loaded.name,
+            "scale_factor": round(loaded.scale_factor, 6)}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([info, [list(a.shape) for a in arrays], blobs]))
+    tmp.replace(path)
+    return {"weights": int(sum(a.size for a in arrays)), "clipped": clipped, "max_error": error}
+
+
 def download_model(name: str, directory: str | Path, base_url: str = MAGENTA_MODELS_URL, timeout: float = 60) -> Path:
     """Fetch ``<name>.gen.json`` from Magenta's public storage into ``directory``; the file is
     checked to load before it replaces anything."""

@@ -1,5 +1,9 @@
-"""Shared fixtures: the real datasets in ../shared/data, skipped with a reason where absent."""
+"""Shared fixtures: the real datasets in ../shared/data, and Magenta's own sketch-rnn-js in Node.js,
+each skipped with a reason where absent."""
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,3 +21,28 @@ def shared_data() -> Path:
 @pytest.fixture
 def sketches_dir(shared_data) -> Path:
     return shared_data / "sketches"
+
+
+@pytest.fixture
+def magenta_sketch() -> Path:
+    """tests/js, where .ci/run installs @magenta/sketch (Magenta's own sketch-rnn-js) and our
+    Node.js scripts that drive it."""
+    js = Path(__file__).resolve().parent / "js"
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed")
+    if not (js / "node_modules" / "@magenta" / "sketch").is_dir():
+        pytest.skip("@magenta/sketch is not installed in tests/js (.ci/run runs npm ci there)")
+    return js
+
+
+@pytest.fixture
+def reference(magenta_sketch):
+    """Samples from a .gen.json with @magenta/sketch (tests/js/sample_stats.js): points and pen
+    lifts per drawing."""
+
+    def run(model: Path, temperature: float, max_points: int, count: int = 200) -> dict:
+        out = subprocess.run(["node", str(magenta_sketch / "sample_stats.js"), str(model), str(count), str(temperature),
+                              str(max_points)], capture_output=True, text=True, timeout=600, check=True).stdout
+        return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
+
+    return run

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchrnn.checkpoints import MAGENTA_MODELS_URL, download_model, load_model, load_models, save_model
+from sketchrnn.checkpoints import (
+    MAGENTA_MODELS_URL,
+    download_model,
+    export_gen_json,
+    load_model,
+    load_models,
+    save_model,
+)
 from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
 from sketchrnn.data import SketchSet, load_sketches
 from sketchrnn.render import render_grid
@@ -122,6 +129,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    cost = export_gen_json(loaded, args.out)
+    print(f"exported {loaded.name} (LSTM {loaded.model.config.hidden}, scale factor {loaded.scale_factor:.4f}) to "
+          f"{args.out}: {cost['weights']:,} weights as int16, largest change {cost['max_error']:.2g}, "
+          f"{cost['clipped']} clipped at +-10")
+    return 0
+
+
 def cmd_models_download(args: argparse.Namespace) -> int:
     print(f"saved {download_model(args.name, args.dir, args.base_url)}")
     return 0
@@ -207,6 +223,14 @@ def add_commands(commands) -> None:
     im.add_argument("file", help="a .gen.json file or a training checkpoint (best.pt / last.pt)")
     im.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     im.set_defaults(func=cmd_import)
+
+    ex = commands.add_parser("export", help="a model as sketch-rnn-js .gen.json, for @magenta/sketch in web pages",
+                             description="Write a decoder-only LSTM model (20 mixtures) in sketch-rnn-js's format, "
+                                         "weights quantised to int16 as the format does; `sketchrnn eval --model "
+                                         "NAME.gen.json` measures what that costs.")
+    ex.add_argument("model", nargs="?", help="checkpoint (.pt) to export (default: the shipped sheep model)")
+    ex.add_argument("--out", required=True, help="file to write (NAME.gen.json)")
+    ex.set_defaults(func=cmd_export)
 
 
 def add_model_commands(commands) -> None:
