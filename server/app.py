@@ -126,8 +126,7 @@ def parse_strokes(strokes, limit: int) -> list[np.ndarray]:
                 raise RequestError("bad_request", f"strokes[{i}][{j}] must be [x, y] with numbers")
             if not all(_finite(v) and abs(v) <= MAX_COORDINATE for v in point):
                 raise RequestError("bad_request", f"strokes[{i}][{j}] must be finite, within ±{MAX_COORDINATE:g}")
-        points = np.array(stroke, dtype=np.float64)
-        parsed.append(points if len(points) > 1 else np.repeat(points, 2, axis=0))  # a tap is a dot
+        parsed.append(np.array(stroke, dtype=np.float64))
     return parsed
 
 

@@ -305,8 +305,9 @@ def simplify_strokes(polylines: list[np.ndarray], low: np.ndarray, unit: float,
     rounded to the frame's grid; back in drawing units. Google resamples at 1 unit first; on mouse
     input (a point every few pixels) that only adds points on straight segments, which RDP drops
     again, and costs 10x the time (35 ms for 2,000 points, on the server's event loop)."""
-    if unit <= 0:  # a single dot
-        return [np.repeat(p[:1], 2, 0) for p in polylines]
+    polylines = [p if len(p) > 1 else np.repeat(p, 2, 0) for p in polylines]  # a tap is a dot
+    if unit <= 0:  # the whole drawing is one dot
+        return [p[:2] for p in polylines]
     return [np.round(rdp((p - low) / unit, epsilon)) * unit + low for p in polylines]
 
 
