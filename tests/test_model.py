@@ -272,6 +272,26 @@ def test_training_lowers_the_loss_and_resumes(sketches_dir, tmp_path):
     assert resumed["step"] == 60 and summary["step"] == 50
 
 
+def test_encoder_without_packing_equals_packed_and_nn_lstm():
+    """The VAE encoder reads each direction over the padded batch at length - 1: the same latent
+    as the packed pass, and as torch.nn.LSTM's own bidirectional packed LSTM with the same weights."""
+    torch.manual_seed(0)
+    model = SketchRNN(SketchRNNConfig(mode="vae", hidden=8, mixtures=2, encoder_hidden=16, z_size=4))
+    x, lengths = torch.randn(30, 5, 5), torch.tensor([30, 1, 17, 29, 8])
+    _, [(forward, backward)] = model.encoder(x, lengths)
+    ends = model.encoder.layers[0].last_outputs(x, lengths)
+    torch.testing.assert_close(ends, torch.cat([forward[0], backward[0]], -1), atol=1e-6, rtol=1e-6)
+    reference = torch.nn.LSTM(5, 16, bidirectional=True)
+    layer = model.encoder.layers[0]
+    with torch.no_grad():
+        for suffix, direction in (("", layer.forward_layer), ("_reverse", layer.backward_layer)):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reference, f"{name}_l0{suffix}").copy_(getattr(direction.cell, name))
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        _, (h, _) = reference(packed)
+    torch.testing.assert_close(ends, torch.cat([h[0], h[1]], -1), atol=1e-6, rtol=1e-6)
+
+
 def test_vae_trains_and_reports_kl(sketches_dir, tmp_path):
     data = [str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")]
     config = SketchRNNConfig(mode="vae", hidden=16, mixtures=2, encoder_hidden=8, z_size=4, dropout=0.1)

@@ -131,6 +131,17 @@ class BidirectionalLayer(nn.Module):
         out_b, final_b = self.backward_layer(reverse_padded(x, lengths), lengths, backward_state)
         return torch.cat([out_f, reverse_padded(out_b, lengths)], -1), (final_f, final_b)
 
+    def last_outputs(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """[forward h, backward h] at each sequence's own end, (B, 2 x hidden): the same numbers as
+        the final h of ``forward`` with ``lengths``, without packing. Each direction runs over the
+        whole padded batch and is read at step length - 1 (the backward one over the sequences
+        reversed within their lengths): on the CPU the backward of a packed sequence allocates a
+        gradient the size of the whole input at every step, quadratic in length."""
+        out_f, _ = self.forward_layer(x)
+        out_b, _ = self.backward_layer(reverse_padded(x, lengths))
+        last = (lengths.to(x.device) - 1).clamp_min(0)[None, :, None].expand(1, -1, out_f.shape[-1])
+        return torch.cat([out_f.gather(0, last)[0], out_b.gather(0, last)[0]], -1)
+
 
 class RecurrentStack(nn.Module):
     """Stacked recurrent layers, any cell by name; state is a list with one entry per layer."""
