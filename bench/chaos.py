@@ -9,13 +9,11 @@ Starts ``sketchrnn serve`` (default model):
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from serving import health, serving
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -25,10 +23,6 @@ STROKES = [[[100, 100], [160, 90], [230, 100], [260, 140]], [[150, 120], [152, 1
 def rss_mb(pid: int) -> float:
     fields = Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()
     return int(fields[0]) / 1024
-
-
-def health(port: int) -> dict:
-    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
 
 
 async def client(url: str, until: float, seed: int, counts: dict) -> None:
@@ -80,26 +74,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the chaos round (default: 20)")
     parser.add_argument("--port", type=int, default=8793, help="port for the server under test (default: 8793)")
     args = parser.parse_args()
-    server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(args.port), "--rate", "100"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"ws://127.0.0.1:{args.port}/ws"
-    try:
-        for _ in range(100):
-            try:
-                health(args.port)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with serving("--rate", "100", port=args.port) as (port, server):
         asyncio.run(round_of(url, args.clients, 5))  # warm-up: allocator pools, thread stacks
-        warm = settle(args.port), rss_mb(server.pid)
+        warm = settle(port), rss_mb(server.pid)
         counts = asyncio.run(round_of(url, args.clients, args.seconds))
-        after = settle(args.port), rss_mb(server.pid)
-        print(f"{args.clients} clients, {args.seconds:g} s: {counts}")
-        print(f"after warm-up: {warm[0]}, RSS {warm[1]:.0f} MB")
-        print(f"after chaos:   {after[0]}, RSS {after[1]:.0f} MB ({after[1] / warm[1] - 1:+.1%})")
-    finally:
-        server.terminate()
-        server.wait(10)
+        after = settle(port), rss_mb(server.pid)
+    print(f"{args.clients} clients, {args.seconds:g} s: {counts}")
+    print(f"after warm-up: {warm[0]}, RSS {warm[1]:.0f} MB")
+    print(f"after chaos:   {after[0]}, RSS {after[1]:.0f} MB ({after[1] / warm[1] - 1:+.1%})")
 
 
 if __name__ == "__main__":

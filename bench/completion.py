@@ -11,17 +11,14 @@ aaron_sheep test split drawn at 2x and densified to a point every 2 px (a mouse'
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import svgwrite
+from serving import health, serving
 from websockets.asyncio.client import connect
 
 from sketchrnn.checkpoints import DEFAULT_MODEL, load_model
@@ -213,12 +210,6 @@ def render(pictures, path: Path, shown: int, columns: int = 6, cell: int = 170) 
     dwg.save()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="models to judge")
@@ -241,19 +232,10 @@ def main():
     parser.add_argument("--port", type=int, help="judge the server already listening here, serving --models' files "
                                                  "in that order (an older version, say); default: start one")
     args = parser.parse_args()
-    port = args.port or free_port()
     files = [str(MODELS[m][0]) for m in args.models]
-    server = None
-    if args.port is None:
-        server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), "--rate", "1000",
-                                   "--model", *files], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            try:
-                served = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read())
-                break
-            except OSError:
-                time.sleep(0.2)
+    with contextlib.ExitStack() as stack:
+        port = args.port or stack.enter_context(serving("--rate", "1000", "--model", *files))[0]
+        served = health(port)
         names = dict(zip(args.models, served["models"]))  # file order is served order
         print("| model | drawings | ended by itself | empty | size / real rest (median) | ink inside prefix box "
               "(real rest) | pen lifts per point (people) | best-of-n Chamfer / diagonal | NLL of real rest |")
@@ -273,10 +255,6 @@ def main():
                 render(pictures[:6], args.svg / f"completion-{model}.svg", args.shown)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
+from serving import serving
 from websockets.asyncio.client import connect
 
 LIGHT = [[[100, 100], [160, 90], [230, 100], [260, 140], [230, 180], [150, 185], [100, 150], [100, 100]]]
@@ -80,19 +78,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each phase runs (default: 10)")
     parser.add_argument("--port", type=int, default=8792, help="port for the server under test (default: 8792)")
     args = parser.parse_args()
-    server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(args.port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with serving(port=args.port):
         asyncio.run(measure(f"ws://127.0.0.1:{args.port}/ws", args.seconds))
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,9 @@ for a fixed time in this one:
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 
+from serving import serving
 from websockets.asyncio.client import connect
 
 DRAWING = [[[100, 100], [160, 90], [230, 100], [260, 140], [230, 180], [150, 185], [100, 150], [100, 100]]]
@@ -77,15 +75,7 @@ def main():
                              "temperature was adopted, for comparing speed on the same completions)")
     args = parser.parse_args()
     extra = {} if args.pen_temperature is None else {"pen_temperature": args.pen_temperature}
-    server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(args.port),
-                               "--rate", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with serving("--rate", "1000", port=args.port):
         url = f"ws://127.0.0.1:{args.port}/ws"
         print("| clients | points/s | requests | errors | first point p50 (ms) | first point p99 (ms) | gap p99 (ms) |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -100,9 +90,6 @@ def main():
             for r in results:
                 ratio = r["points_per_s"] / single["points_per_s"]
                 print(f"throughput at N={r['clients']} / one stream at a time: {ratio:.1f}x")
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":
