@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 
 from sketchrnn.checkpoints import DEFAULT_MODEL, load_model
 from sketchrnn.data import load_sketches
-from sketchrnn.sampler import drawing_frame, prepare_strokes, score, simplify_strokes
+from sketchrnn.sampler import drawing_frame, prepare_strokes, score, simplify_strokes, typical_extent
 from sketchrnn.strokes import polylines_to_stroke3, resample, stroke3_to_polylines
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -129,6 +129,8 @@ def evaluate(url: str, name: str, drawings: list[list[np.ndarray]], loaded, args
         scales = [prepare_strokes(prefix, loaded.max_len)[1] * args.scale_times for prefix, _ in cases]
     if args.scale_method == "frame":  # the model's own std, in the prefix's 0-255 frame
         scales = [loaded.scale_factor * drawing_frame(prefix)[1] for prefix, _ in cases]
+    if args.scale_method == "extent":  # the prefix's longer side over what the model's drawings span
+        scales = [float(np.ptp(np.concatenate(prefix), 0).max()) / typical_extent(loaded.model) for prefix, _ in cases]
     if args.scale_method == "likelihood":
         scales = [fit_scale(loaded.model, prepare_strokes(prefix, loaded.max_len)[0], s)
                   for (prefix, _), s in zip(cases, scales)]
@@ -160,7 +162,8 @@ def evaluate(url: str, name: str, drawings: list[list[np.ndarray]], loaded, args
         rest_simple = simplify_strokes(rest, low, unit)
         rows["lifts_real"].append(len(rest_simple) / sum(len(p) for p in rest_simple))
         rows["chamfer"].append(min((chamfer(d, real) for d in drawn), default=1.0) / diagonal)
-        scale = scale or prepare_strokes(prefix, loaded.max_len, fallback_scale=loaded.scale_factor)[1]
+        scale = scale or prepare_strokes(prefix, loaded.max_len, fallback_scale=loaded.scale_factor,
+                                         extent=typical_extent(loaded.model))[1]
         simplified = polylines_to_stroke3(simplify_strokes(prefix + rest, low, unit))
         cut = len(polylines_to_stroke3(simplify_strokes(prefix, low, unit)))
         rows["nll"].append(float(score(loaded.model, simplified, [scale], start=cut, ended=True)[0]))
@@ -219,11 +222,13 @@ def main():
     parser.add_argument("--pen-temperature", type=float,
                         help="send this pen_temperature (default: none, the server's 0.5 + 0.5 x temperature)")
     parser.add_argument("--limit", type=int, default=30, help="drawings per source file (default: 30)")
-    parser.add_argument("--scale-method", choices=["server", "std", "frame", "likelihood"], default="server",
-                        help="server: let the server pick the scale; else send as the request's scale: std, the "
-                             "std of the simplified offsets; frame, the model's scale factor in the prefix's 0-255 "
-                             "frame; likelihood, the scale around std under which the model finds the prefix "
-                             "likeliest (default: server)")
+    parser.add_argument("--scale-method", choices=["server", "std", "extent", "frame", "likelihood"],
+                        default="server",
+                        help="server: let the server pick the scale (both readings below, std and extent); else "
+                             "send as the request's scale: std, the std of the simplified offsets; extent, the "
+                             "prefix's longer side over what the model's drawings span; frame, the model's scale "
+                             "factor in the prefix's 0-255 frame; likelihood, the scale around std under which the "
+                             "model finds the prefix likeliest (default: server)")
     parser.add_argument("--scale-times", type=float, default=1.0,
                         help="with --scale-method std: send this multiple of it (calibration experiments)")
     parser.add_argument("--svg", type=Path, help="folder for one picture per model (prefix black, real rest grey)")

@@ -20,7 +20,7 @@ from websockets.http11 import Request as HTTPRequest
 from websockets.http11 import Response
 
 from sketchrnn.checkpoints import LoadedModel
-from sketchrnn.sampler import Request, Settings, guess_model, prepare_strokes
+from sketchrnn.sampler import Request, Settings, guess_model, prepare_strokes, typical_extent
 from sketchrnn.strokes import StrokeFormatError
 
 from .worker import Event, ModelWorker, Stream
@@ -137,6 +137,8 @@ class CompletionServer:
             raise ValueError("no model to serve")
         self.models, self.limits, self.origins, self.token = models, limits, origins, token
         self.workers = {name: ModelWorker(m, limits.max_batch) for name, m in models.items()}
+        for loaded in models.values():  # computed once, here, rather than on a request's time
+            typical_extent(loaded.model)
         self.default_model = next(iter(models))
         self.static = {path: (CLIENT_DIR / name).read_bytes() for path, (name, _) in STATIC_FILES.items()
                        if (CLIENT_DIR / name).is_file()}
@@ -297,7 +299,8 @@ class CompletionServer:
                                 "scores": {k: round(v, 4) for k, v in scores.items()}}])
         loaded = self.models[name]
         try:
-            prefix, scale = prepare_strokes(strokes, loaded.max_len, scale, fallback_scale=loaded.scale_factor)
+            prefix, scale = prepare_strokes(strokes, loaded.max_len, scale, loaded.scale_factor,
+                                            typical_extent(loaded.model))
         except StrokeFormatError as e:
             raise RequestError("bad_request", str(e)) from None
         settings = Settings(temperature, pen_temperature, greedy, seed, max_points)

@@ -19,7 +19,17 @@ from sketchrnn.checkpoints import (
 from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
 from sketchrnn.data import SketchSet, load_sketches
 from sketchrnn.render import render_grid
-from sketchrnn.sampler import Request, Settings, complete, encode, guess_model, prepare_strokes, sample, slerp
+from sketchrnn.sampler import (
+    Request,
+    Settings,
+    complete,
+    encode,
+    guess_model,
+    prepare_strokes,
+    sample,
+    slerp,
+    typical_extent,
+)
 from sketchrnn.strokes import SPLITS, StrokeFormatError, read_drawing, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
 
@@ -76,7 +86,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
         loaded = candidates[name]
     else:
         loaded = load_model(args.model)
-    prefix, scale = prepare_strokes(stroke3_to_polylines(partial), loaded.max_len, args.scale, loaded.scale_factor)
+    prefix, scale = prepare_strokes(stroke3_to_polylines(partial), loaded.max_len, args.scale, loaded.scale_factor,
+                                    typical_extent(loaded.model))
     continuations = complete(loaded.model, Request(prefix, scale, args.n, _settings(args)))
     render_grid([np.concatenate([partial, c]) for c in continuations], args.out,
                 generated_from=[len(partial)] * len(continuations))
