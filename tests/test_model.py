@@ -16,7 +16,7 @@ from sketchrnn.cli import main
 from sketchrnn.core.engine import TrainConfig, exponential_anneal
 from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, split_output, step_nll, training_loss
-from sketchrnn.sampler import Batch, Request, Settings, complete, prepare_strokes, sample
+from sketchrnn.sampler import Batch, Request, Settings, complete, prepare_strokes, sample, typical_extent
 from sketchrnn.strokes import read_ndjson, resample, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
 
@@ -239,6 +239,21 @@ def test_prepare_strokes_simplifies_dense_mouse_input_like_the_training_data(sha
     prefix, scale = prepare_strokes([np.array([[5.0, 5.0], [5.0, 5.0]])], 250, fallback_scale=3.0)
     assert scale == 3.0 and len(prefix) == 2  # a dot: the model's own scale
     assert prepare_strokes(dense, 250, scale=7.0)[1] == 7.0  # an explicit scale wins
+
+
+def test_a_few_long_strokes_are_completed_at_their_own_size():
+    """The browser test's cloud, 8 straight segments: read at the std of its offsets alone, the
+    sheep model drew endings three times its size; with the drawing's extent as a second reading
+    they stay near it."""
+    loaded = load_model()
+    corners = np.array([[0, 0], [60, -30], [140, -35], [220, -5], [230, 60], [160, 100], [60, 95], [0, 40], [0, 0]])
+    cloud = [resample(corners * 1.0 + 300, 2.0)]
+    prefix, scale = prepare_strokes(cloud, loaded.max_len, extent=typical_extent(loaded.model))
+    std_only = prepare_strokes(cloud, loaded.max_len)[1]
+    assert scale < 0.7 * std_only
+    endings = complete(loaded.model, Request(prefix, scale, 8, Settings(seed=0)))
+    sizes = [np.ptp(np.cumsum(e[:, :2], 0), 0).max() for e in endings if len(e) > 1]
+    assert np.median(sizes) < 1.5 * np.ptp(corners, 0).max(), sizes
 
 
 def test_a_trained_vae_completes_from_the_command_line(sketches_dir, tmp_path, capsys):
