@@ -1,0 +1,164 @@
+"""docs/deploy.md's nginx configuration, run for real on loopback in front of two `sketchrnn serve`
+processes: the page, completions spread over both backends, and a backend killed mid-stream whose
+clients see their connection end rather than hang."""
+
+import asyncio
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+if not Path(NGINX).exists():
+    pytest.skip("Debian's nginx is not installed (.ci/run installs it with apt-get)", allow_module_level=True)
+
+DRAWING = [[[100, 100], [160, 90], [230, 100], [260, 140]], [[150, 120], [152, 160]]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen) -> None:
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    """Two backends and nginx in front, as docs/deploy.md configures them (no TLS)."""
+    public = free_port()
+    origin = f"http://127.0.0.1:{public}"
+    backends = {}
+    for _ in range(2):
+        port = free_port()
+        backends[port] = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port),
+                                           "--origins", origin], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = tmp_path / "nginx.conf"
+    upstreams = "".join(f"        server 127.0.0.1:{port};\n" for port in backends)
+    config.write_text(f"""
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    fastcgi_temp_path {tmp_path}/fastcgi;
+    uwsgi_temp_path {tmp_path}/uwsgi;
+    scgi_temp_path {tmp_path}/scgi;
+    upstream sketchrnn {{
+        least_conn;
+{upstreams}    }}
+    server {{
+        listen 127.0.0.1:{public};
+        location / {{
+            proxy_pass http://sketchrnn;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }}
+    }}
+}}
+""")
+    for port, process in backends.items():
+        wait_for(f"http://127.0.0.1:{port}/healthz", process)
+    nginx = subprocess.Popen([NGINX, "-c", str(config), "-p", str(tmp_path), "-g", "daemon off;"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(f"{origin}/healthz", nginx)
+        yield origin, backends
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        for process in [nginx, *backends.values()]:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+
+async def draw(origin: str, seed: int, max_points: int = 40):
+    """One client through the proxy, as the page connects: hello, a completion to its end."""
+    async with connect(origin.replace("http", "ws") + "/ws", origin=origin) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        await ws.send(json.dumps({"type": "complete", "id": "1", "strokes": DRAWING, "n": 2, "seed": seed,
+                                  "max_points": max_points}))
+        done = 0
+        while done < 2:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert message["type"] in ("points", "done"), message
+            done += message["type"] == "done"
+
+
+def connections(port: int) -> int:
+    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())["connections"]
+
+
+async def test_the_page_and_completions_through_nginx(deployment):
+    origin, backends = deployment
+    page = urllib.request.urlopen(f"{origin}/", timeout=5).read().decode()
+    assert "<canvas" in page
+    await asyncio.gather(*(draw(origin, seed) for seed in range(6)))
+    # Held open together, connections spread over both backends.
+    sockets = [await connect(origin.replace("http", "ws") + "/ws", origin=origin) for _ in range(4)]
+    try:
+        await asyncio.sleep(0.2)
+        assert all(connections(port) >= 1 for port in backends)
+    finally:
+        for ws in sockets:
+            await ws.close()
+    with pytest.raises(Exception, match="403"):  # an origin nobody configured is still refused
+        await connect(origin.replace("http", "ws") + "/ws", origin="http://elsewhere.example")
+
+
+async def test_a_backend_killed_mid_stream_ends_its_clients_streams(deployment):
+    origin, backends = deployment
+    url = origin.replace("http", "ws") + "/ws"
+    clients = [await connect(url, origin=origin) for _ in range(4)]
+    for i, ws in enumerate(clients):
+        await ws.recv()  # hello
+        # A cold pen: the endings rarely end, so they are still drawing when the backend dies.
+        await ws.send(json.dumps({"type": "complete", "id": "1", "strokes": DRAWING, "n": 9, "seed": i,
+                                  "pen_temperature": 0.01, "max_points": 250}))
+        assert json.loads(await ws.recv())["type"] == "points"
+    victim = next(iter(backends.values()))
+    victim.kill()  # no chance to say goodbye
+
+    async def outcome(ws) -> str:
+        try:
+            done = 0
+            while done < 9:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                done += message["type"] == "done"
+                if message["type"] == "error":
+                    return "error"
+            return "done"
+        except ConnectionClosed:
+            return "closed"
+
+    outcomes = await asyncio.gather(*(outcome(ws) for ws in clients))  # a hang would time out above
+    assert "closed" in outcomes and set(outcomes) <= {"done", "closed", "error"}, outcomes
+    for ws in clients:
+        await ws.close()
+    await draw(origin, seed=99)  # the next drawer is served by the backend still up
