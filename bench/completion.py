@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 
 from sketchrnn.checkpoints import DEFAULT_MODEL, load_model
 from sketchrnn.data import load_sketches
-from sketchrnn.sampler import drawing_frame, prepare_strokes, score, simplify_strokes, typical_extent
+from sketchrnn.sampler import drawing_frame, prepare_for, prepare_strokes, score, simplify_strokes, typical_extent
 from sketchrnn.strokes import polylines_to_stroke3, resample, stroke3_to_polylines
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -162,8 +162,7 @@ def evaluate(url: str, name: str, drawings: list[list[np.ndarray]], loaded, args
         rest_simple = simplify_strokes(rest, low, unit)
         rows["lifts_real"].append(len(rest_simple) / sum(len(p) for p in rest_simple))
         rows["chamfer"].append(min((chamfer(d, real) for d in drawn), default=1.0) / diagonal)
-        scale = scale or prepare_strokes(prefix, loaded.max_len, fallback_scale=loaded.scale_factor,
-                                         extent=typical_extent(loaded.model))[1]
+        scale = scale or prepare_for(loaded, prefix)[1]
         simplified = polylines_to_stroke3(simplify_strokes(prefix + rest, low, unit))
         cut = len(polylines_to_stroke3(simplify_strokes(prefix, low, unit)))
         rows["nll"].append(float(score(loaded.model, simplified, [scale], start=cut, ended=True)[0]))

@@ -20,7 +20,7 @@ from websockets.http11 import Request as HTTPRequest
 from websockets.http11 import Response
 
 from sketchrnn.checkpoints import LoadedModel
-from sketchrnn.sampler import Request, Settings, guess_model, prepare_strokes, typical_extent
+from sketchrnn.sampler import Request, Settings, guess_model, prepare_for, typical_extent
 from sketchrnn.strokes import StrokeFormatError
 
 from .worker import Event, ModelWorker, Stream
@@ -293,15 +293,14 @@ class CompletionServer:
         scale = message.get("scale")
         if scale is not None:
             scale = _number(scale, "scale", 1e-6, 1e6)
-        if name == "auto":  # every model scores the drawing, off the event loop
-            name, scores = await asyncio.to_thread(guess_model, self.models, strokes)
-            outbox.put_nowait([{"type": "guess", "id": request_id, "model": name,
-                                "scores": {k: round(v, 4) for k, v in scores.items()}}])
-        loaded = self.models[name]
         try:
-            prefix, scale = prepare_strokes(strokes, loaded.max_len, scale, loaded.scale_factor,
-                                            typical_extent(loaded.model))
-        except StrokeFormatError as e:
+            if name == "auto":  # every model scores the drawing, off the event loop
+                name, scores = await asyncio.to_thread(guess_model, self.models, strokes)
+                outbox.put_nowait([{"type": "guess", "id": request_id, "model": name,
+                                    "scores": {k: round(v, 4) for k, v in scores.items()}}])
+            loaded = self.models[name]
+            prefix, scale = prepare_for(loaded, strokes, scale)
+        except StrokeFormatError as e:  # strokes no screen could hold
             raise RequestError("bad_request", str(e)) from None
         settings = Settings(temperature, pen_temperature, greedy, seed, max_points)
         request = Request(prefix, scale, n, settings, origin=tuple(strokes[-1][-1]))

@@ -4,7 +4,7 @@ person's strokes into what the model was trained on.
 
 Each request asks for n alternatives continuing one drawing; each alternative is a row with its
 own request's random stream, temperature, scale, latent z and point budget. Requests join between
-steps (each prefix primed on its own) and leave when all their rows have ended:
+steps (their prefixes read in one call per prefix length) and leave when all their rows have ended:
 
     rows:  [ a.k0  a.k1  b.k0  c.k0  c.k1  c.k2 | pad  pad ]   state (rows, hidden), inputs (rows, 5)
              request a   req b  request c         padded to a multiple of ROW_MULTIPLE
@@ -361,6 +361,13 @@ def prepare_strokes(polylines: list[np.ndarray], max_len: int, scale: float | No
     return prefix, scale
 
 
+def prepare_for(loaded, polylines: list[np.ndarray], scale: float | None = None) -> tuple[np.ndarray, float]:
+    """``prepare_strokes`` for one loaded model (a ``checkpoints.LoadedModel``): its longest
+    drawing, its scale factor for a dot, its typical extent. What the server, ``sketchrnn complete``
+    and the model guess all read a person's drawing with."""
+    return prepare_strokes(polylines, loaded.max_len, scale, loaded.scale_factor, typical_extent(loaded.model))
+
+
 @torch.no_grad()
 def score(model: SketchRNN, drawing: np.ndarray, scales, start: int = 0, ended: bool = False) -> np.ndarray:
     """NLL per point in drawing units (nats) of ``drawing``'s points from ``start`` on, given the
@@ -376,9 +383,9 @@ def score(model: SketchRNN, drawing: np.ndarray, scales, start: int = 0, ended: 
     inputs = torch.cat([first, rows if ended else rows[:-1]])
     targets = torch.cat([rows, end]) if ended else rows
     z = None
-    if model.config.mode == "vae":
-        z = (encode(model, 1.0, [drawing[:start]]) if start > 0
-             else torch.zeros(1, model.config.z_size, device=device)).expand(len(scales), -1)
+    if model.config.mode == "vae":  # the points before start, encoded at each row's own scale
+        z = (torch.cat([encode(model, s, [drawing[:start]]) for s in scales]) if start > 0
+             else torch.zeros(len(scales), model.config.z_size, device=device))
     out, _ = model.eval().decode(inputs, z=z)
     offset, pen = step_nll(model.params(out), targets)
     offset = offset[start : len(drawing)] + 2 * torch.log(torch.from_numpy(scales).to(offset))
@@ -392,8 +399,7 @@ def guess_model(models: dict, polylines: list[np.ndarray]) -> tuple[str, dict[st
     their scale factors). Returns the name of the likeliest and every score."""
     scores = {}
     for name, loaded in models.items():
-        prefix, scale = prepare_strokes(polylines, loaded.max_len, fallback_scale=loaded.scale_factor,
-                                        extent=typical_extent(loaded.model))
+        prefix, scale = prepare_for(loaded, polylines)
         scores[name] = float(score(loaded.model, prefix, [scale])[0])
     return min(scores, key=scores.get), scores
 

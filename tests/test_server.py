@@ -67,6 +67,17 @@ async def collect(ws, n: int, request_id: str = "r1"):
     return points, done
 
 
+async def wait_until_idle(app, seconds: float) -> None:
+    """Until no connection, stream or row is left (a cut-off stream is freed at the next step), or
+    ``seconds`` have passed; the test then asserts what it expects."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        workers = app.workers.values()
+        if app.connections == 0 and all(w.rows == 0 and not w.streams for w in workers):
+            return
+        await asyncio.sleep(0.02)
+
+
 async def hello(ws):
     message = json.loads(await ws.recv())
     assert message["type"] == "hello"
@@ -167,10 +178,7 @@ async def test_chaos_leaks_nothing_and_the_server_still_answers(served):
 
     await asyncio.gather(*(client(i) for i in range(40)))
     worker = app.workers["sheep"]
-    for _ in range(200):
-        if worker.rows == 0 and not worker.streams and app.connections == 0:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until_idle(app, 10)
     assert worker.rows == 0 and not worker.streams and app.connections == 0
     async with connect(f"ws://{host}/ws") as ws:
         await hello(ws)
@@ -237,6 +245,11 @@ async def test_a_drawing_larger_than_any_screen_is_refused_by_name(served):
     async with connect(f"ws://{host}/ws") as ws:
         await hello(ws)
         await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": [[[1e6, 1e6], [-1e6, 1e6]]]}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 100000"
+        # The same when every model is to guess first: no model can read it either.
+        await ws.send(json.dumps({"type": "complete", "id": "r2", "model": "auto",
+                                  "strokes": [[[1e6, 1e6], [-1e6, 1e6]]]}))
         error = json.loads(await asyncio.wait_for(ws.recv(), 5))
     assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 100000"
 
@@ -450,10 +463,7 @@ async def test_disconnect_mid_stream_leaks_nothing(served):
     await ws.recv()  # streaming has started
     await ws.close()
     worker = app.workers["sheep"]
-    for _ in range(100):
-        if worker.rows == 0 and not worker.streams and app.connections == 0:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until_idle(app, 5)
     assert worker.rows == 0 and not worker.streams and app.connections == 0
     tasks = [t for t in asyncio.all_tasks() if "_send" in repr(t.get_coro())]
     assert not tasks, tasks
@@ -561,10 +571,7 @@ def test_fuzzed_messages_each_get_their_documented_answer(sheep, messages):
                         if answer["type"] == "error":
                             assert answer["code"] in CODES, answer
                     assert answer["code"] == "bad_request"
-            for _ in range(100):  # a stream cut off by the next message is freed at the next step
-                if app.connections == 0 and sum(w.rows for w in app.workers.values()) == 0:
-                    break
-                await asyncio.sleep(0.02)
+            await wait_until_idle(app, 2)
             assert app.connections == 0 and sum(w.rows for w in app.workers.values()) == 0
         finally:
             task.cancel()

@@ -25,10 +25,9 @@ from sketchrnn.sampler import (
     complete,
     encode,
     guess_model,
-    prepare_strokes,
+    prepare_for,
     sample,
     slerp,
-    typical_extent,
 )
 from sketchrnn.strokes import SPLITS, StrokeFormatError, read_drawing, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
@@ -86,8 +85,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
         loaded = candidates[name]
     else:
         loaded = load_model(args.model)
-    prefix, scale = prepare_strokes(stroke3_to_polylines(partial), loaded.max_len, args.scale, loaded.scale_factor,
-                                    typical_extent(loaded.model))
+    prefix, scale = prepare_for(loaded, stroke3_to_polylines(partial), args.scale)
     continuations = complete(loaded.model, Request(prefix, scale, args.n, _settings(args)))
     render_grid([np.concatenate([partial, c]) for c in continuations], args.out,
                 generated_from=[len(partial)] * len(continuations))

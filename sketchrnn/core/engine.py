@@ -11,7 +11,6 @@ which the engine detaches after every step (so backward stops at the chunk bound
 checkpoints. Every checkpoint is ``{"kind": ..., "config": <the model's config>, ...}``.
 """
 
-import copy
 import dataclasses
 import json
 import math
@@ -35,9 +34,6 @@ from tqdm import tqdm
 def option(default, help: str, **argparse_extra):
     """A config field that is also a command-line flag: the default lives here, once, beside the
     help the flag shows (``choices=...`` and other argparse keywords pass through)."""
-    if dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
-                                 metadata={"help": help, **argparse_extra})
     return dataclasses.field(default=default, metadata={"help": help, **argparse_extra})
 
 
