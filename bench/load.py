@@ -4,13 +4,16 @@ requests back to back; total points/s, time to first point, gap between point me
 Starts ``sketchrnn serve`` (default model) in its own process, then for each N runs the clients
 for a fixed time in this one:
 
-    python bench/load.py [--clients 1 10 50 100 200] [--seconds 10]
+    python bench/load.py [--clients 1 10 50 100 200] [--seconds 10] [--workers 2]
+
+After each N it reports the server's resident memory (all its processes), to show it flat.
 """
 
 import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
 
 from serving import serving
 from websockets.asyncio.client import connect
@@ -65,6 +68,21 @@ async def measure(url: str, clients: int, seconds: float, extra: dict) -> dict:
             "first_p99_ms": percentile(stats["first"], 99) * 1e3, "gap_p99_ms": percentile(stats["gaps"], 99) * 1e3}
 
 
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the --workers processes), in MB (Linux)."""
+    total, pids = 0.0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+        pids += [int(c) for c in children]
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50, 100, 200], help="values of N")
@@ -73,18 +91,22 @@ def main():
     parser.add_argument("--pen-temperature", type=float,
                         help="send this pen_temperature (0.25 samples pen and mixture as before sketch-rnn-js's "
                              "temperature was adopted, for comparing speed on the same completions)")
+    parser.add_argument("--workers", type=int, help="serve --workers for the server under test (default: serve's)")
     args = parser.parse_args()
     extra = {} if args.pen_temperature is None else {"pen_temperature": args.pen_temperature}
-    with serving("--rate", "1000", port=args.port):
+    flags = ["--rate", "1000"] + ([] if args.workers is None else ["--workers", str(args.workers)])
+    with serving(*flags, port=args.port) as (_, server):
         url = f"ws://127.0.0.1:{args.port}/ws"
-        print("| clients | points/s | requests | errors | first point p50 (ms) | first point p99 (ms) | gap p99 (ms) |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"server memory at start: {resident_mb(server.pid):.0f} MB")
+        print("| clients | points/s | requests | errors | first point p50 (ms) | first point p99 (ms) | gap p99 (ms) "
+              "| server MB after |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         results = []
         for n in args.clients:
             r = asyncio.run(measure(url, n, args.seconds, extra))
             results.append(r)
             print(f"| {n} | {r['points_per_s']:.0f} | {r['requests']} | {r['errors']} | {r['first_p50_ms']:.1f} | "
-                  f"{r['first_p99_ms']:.1f} | {r['gap_p99_ms']:.1f} |", flush=True)
+                  f"{r['first_p99_ms']:.1f} | {r['gap_p99_ms']:.1f} | {resident_mb(server.pid):.0f} |", flush=True)
         single = next((r for r in results if r["clients"] == 1), None)
         if single:
             for r in results:

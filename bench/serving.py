@@ -27,10 +27,14 @@ def serving(*flags: str, port: int | None = None):
     server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), *flags],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(300):
+        seen, workers = set(), 1
+        for _ in range(600):  # until every worker process answers (serve --workers)
             try:
-                health(port)
-                break
+                h = health(port)
+                seen.add(h["worker"])
+                workers = h["workers"]
+                if len(seen) == workers:
+                    break
             except OSError:
                 if server.poll() is not None:
                     raise RuntimeError(f"sketchrnn serve exited with {server.returncode}") from None

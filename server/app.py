@@ -6,6 +6,7 @@ import http
 import json
 import logging
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -132,10 +133,11 @@ def parse_strokes(strokes, limit: int) -> list[np.ndarray]:
 
 class CompletionServer:
     def __init__(self, models: dict[str, LoadedModel], limits: Limits, origins: list[str | None] | None,
-                 token: str | None = None):
+                 token: str | None = None, worker: tuple[int, int] = (0, 1)):
         if not models:
             raise ValueError("no model to serve")
         self.models, self.limits, self.origins, self.token = models, limits, origins, token
+        self.worker = worker  # (index, count) of the processes serving this port (serve --workers)
         self.workers = {name: ModelWorker(m, limits.max_batch) for name, m in models.items()}
         for loaded in models.values():  # computed once, here, rather than on a request's time
             typical_extent(loaded.model)
@@ -148,7 +150,8 @@ class CompletionServer:
     def hello(self) -> dict:
         models = [{"name": name, "mode": m.model.config.mode, "max_points": self.limits.max_points,
                    "classes": m.classes, "scale_factor": m.scale_factor} for name, m in self.models.items()]
-        return {"type": "hello", "protocol": PROTOCOL, "models": models, "limits": asdict(self.limits)}
+        return {"type": "hello", "protocol": PROTOCOL, "models": models, "limits": asdict(self.limits),
+                "worker": self.worker[0]}
 
     def process_request(self, connection: ServerConnection, request: HTTPRequest) -> Response | None:
         url = urlsplit(request.path)
@@ -157,8 +160,10 @@ class CompletionServer:
             response.headers["Allow"] = "GET, HEAD"
             return response
         if url.path == "/healthz":
+            # This process's own numbers: under --workers each process answers for itself.
             body = {"status": "ok", "models": list(self.models), "connections": self.connections,
-                    "unauthenticated": self.unauthenticated, "streams": sum(w.rows for w in self.workers.values())}
+                    "unauthenticated": self.unauthenticated, "streams": sum(w.rows for w in self.workers.values()),
+                    "worker": self.worker[0], "workers": self.worker[1], "pid": os.getpid()}
             return _response(http.HTTPStatus.OK, json.dumps(body).encode(), "application/json", request.method)
         if url.path in self.static:
             return _response(http.HTTPStatus.OK, self.static[url.path], STATIC_FILES[url.path][1], request.method)
@@ -395,11 +400,12 @@ def default_origins(host: str, port: int) -> list[str | None]:
 
 async def run(models: dict[str, LoadedModel], host: str = "127.0.0.1", port: int = 8765,
               limits: Limits | None = None, origins: list[str] | None = None, token: str | None = None,
-              ready: asyncio.Future | None = None) -> None:
+              ready: asyncio.Future | None = None, worker: tuple[int, int] = (0, 1)) -> None:
     """Serve until SIGINT/SIGTERM (or ``ready``'s caller cancels): stop accepting, close every
-    connection with 1001, stop the workers."""
+    connection with 1001, stop the workers. ``worker`` = (index, count) of the processes sharing
+    the port (``server/processes.py``); with more than one it is bound with SO_REUSEPORT."""
     limits = limits or Limits()
-    app = CompletionServer(models, limits, origins, token)
+    app = CompletionServer(models, limits, origins, token, worker)
     allowed = origins if origins is not None else default_origins(host, port)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
@@ -416,7 +422,7 @@ async def run(models: dict[str, LoadedModel], host: str = "127.0.0.1", port: int
                          close_timeout=3,  # a client that never answers the close holds up shutdown no longer
                          # Messages are a few dozen bytes of JSON: deflate saves nothing and cost
                          # the event loop (the bottleneck at 100 clients) 15% of its time.
-                         compression=None) as server:
+                         compression=None, reuse_port=worker[1] > 1) as server:
             if ready is not None:
                 ready.set_result((app, server))
             try:

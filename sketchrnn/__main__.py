@@ -4,4 +4,5 @@ import sys
 
 from sketchrnn.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when `serve --workers` starts a process (it imports this module as __mp_main__)
+    sys.exit(main())

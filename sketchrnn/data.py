@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sketchrnn.core import distributed
 from sketchrnn.strokes import SPLITS, StrokeFormatError, check_stroke3, read_ndjson, read_npz
 
 OFFSET_CLAMP = 1000.0  # Magenta's limit on a single offset before normalising
@@ -151,6 +152,13 @@ class StrokeBatch:
     targets: torch.Tensor  # (T, B, 5) the points, then end-of-sketch; padding after
     lengths: torch.Tensor  # (B,) N + 1: real target steps, the end-of-sketch step included
     labels: torch.Tensor  # (B,) class index
+
+
+def shard_strokes(batch: StrokeBatch, group) -> StrokeBatch:
+    """One torchrun rank's drawings of a batch, still padded to the whole batch's length, so the
+    ranks' losses average to the whole batch's (``training_loss`` divides by B x T)."""
+    part = distributed.shard(len(batch.lengths), group)
+    return StrokeBatch(batch.inputs[:, part], batch.targets[:, part], batch.lengths[part], batch.labels[part])
 
 
 def stroke5_batch(drawings: list[np.ndarray], labels) -> StrokeBatch:

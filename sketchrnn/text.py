@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sketchrnn.core import CELLS, RecurrentStack, fast_dropout
+from sketchrnn.core import CELLS, RecurrentStack, distributed, fast_dropout
 from sketchrnn.core.engine import CheckpointError, TrainConfig, load_checkpoint, option, train
 
 EOS, UNK = "<eos>", "<unk>"
@@ -199,6 +199,11 @@ def train_text_model(path: str, out_dir: str | Path, run: TextTrainConfig, resum
         i = step % chunks
         return i, data[i * bptt : (i + 1) * bptt], data[i * bptt + 1 : (i + 1) * bptt + 1]
 
+    def shard_batch(batch, group):  # one torchrun rank's streams (columns)
+        i, x, y = batch
+        part = distributed.shard(x.shape[1], group)
+        return i, x[:, part], y[:, part]
+
     def loss_fn(model, batch, carry, step):
         i, x, y = batch
         if i == 0:
@@ -214,7 +219,8 @@ def train_text_model(path: str, out_dir: str | Path, run: TextTrainConfig, resum
         return {"loss": nats, "nats": nats, "bits": nats / math.log(2), "perplexity": math.exp(min(nats, 50))}
 
     return train(model, run.engine, out_dir, kind="text", config=asdict(cfg), batch_fn=batch_fn, loss_fn=loss_fn,
-                 evaluate=evaluate, extras={"train_config": asdict(run)}, resume=resume, progress=progress)
+                 evaluate=evaluate, extras={"train_config": asdict(run)}, resume=resume, progress=progress,
+                 shard_batch=shard_batch)
 
 
 @torch.no_grad()

@@ -6,8 +6,17 @@ from pathlib import Path
 
 import torch
 
+from sketchrnn.core import distributed
 from sketchrnn.core.engine import TrainConfig, exponential_anneal, map_state, option, train
-from sketchrnn.data import Batcher, SketchSet, cap_length, evaluation_batches, load_sketches, scale_factor
+from sketchrnn.data import (
+    Batcher,
+    SketchSet,
+    cap_length,
+    evaluation_batches,
+    load_sketches,
+    scale_factor,
+    shard_strokes,
+)
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, training_loss
 from sketchrnn.plot import Series, line_chart
 from sketchrnn.render import render_grid
@@ -78,7 +87,8 @@ def train_sketch_model(data_paths: list[str], out_dir: str | Path, cfg: SketchTr
     if len(valid_set) == 0:
         raise ValueError(f"{', '.join(map(str, data_paths))}: the valid split is empty; validation needs drawings")
     scale = scale_factor(train_set.drawings)
-    if progress:
+    main = distributed.current().main  # under torchrun, rank 0 alone reports and draws
+    if progress and main:
         print(f"{len(train_set)} training drawings ({dropped} over {cfg.max_len} points {cfg.overlong}ped), "
               f"{len(valid_set)} validation, classes {data.classes}, scale factor {scale:.4f}")
     batcher = Batcher(train_set, scale, cfg.batch_size, cfg.bucket, cfg.random_scale, cfg.drop_prob, seed=seed)
@@ -107,7 +117,8 @@ def train_sketch_model(data_paths: list[str], out_dir: str | Path, cfg: SketchTr
         model, cfg.engine, out_dir, kind="sketch", config=asdict(cfg.model), batch_fn=batcher.batch,
         loss_fn=loss_fn, evaluate=evaluate, after_eval=after_eval,
         extras={"scale_factor": scale, "classes": data.classes, "max_len": cfg.max_len, "train_config": asdict(cfg)},
-        resume=resume, progress=progress,
+        resume=resume, progress=progress, shard_batch=shard_strokes,
     )
-    learning_curve(out_dir / "metrics.jsonl", out_dir / "learning_curve.svg")
+    if main:
+        learning_curve(out_dir / "metrics.jsonl", out_dir / "learning_curve.svg")
     return summary

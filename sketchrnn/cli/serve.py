@@ -2,27 +2,73 @@
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
+
+import torch
 
 from sketchrnn.checkpoints import load_models
 from sketchrnn.server.app import Limits, run
+from sketchrnn.server.processes import check_workers, supervise
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    models = load_models(args.model or [None])
+def _server_options(args: argparse.Namespace) -> dict:
     limits = Limits(max_message_bytes=args.max_message_bytes, max_input_points=args.max_input_points,
                     max_points=args.max_points, max_n=args.max_n, requests_per_second=args.rate,
                     max_connections=args.max_connections, max_batch=args.max_batch,
                     points_per_second=args.points_rate)
     origins = None if args.origins is None else [None if o == "none" else o for o in args.origins]
+    return {"host": args.host, "port": args.port, "limits": limits, "origins": origins, "token": args.token}
+
+
+def serve_worker(args: argparse.Namespace, index: int, count: int, ready) -> None:
+    """One of ``--workers`` processes: its share of the cores, its own models, the shared port;
+    ``ready`` is set once it listens."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+    models = load_models(args.model or [None])
+
+    async def serve_until_stopped():
+        listening = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(run(models, **_server_options(args), ready=listening, worker=(index, count)))
+        await asyncio.wait([listening, server], return_when=asyncio.FIRST_COMPLETED)
+        if listening.done():
+            ready.set()
+        await server
+
+    try:
+        asyncio.run(serve_until_stopped())
+    except OSError as e:  # the port: in use by a process that did not ask to share it, or not ours to bind
+        print(f"sketchrnn: error: worker {index}: cannot listen on {args.host}:{args.port}: {e.strerror}",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    check_workers(args.workers)
+    models = load_models(args.model or [None])  # each worker loads its own; this checks the files first
+    logger = logging.getLogger("sketchrnn")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     if args.host not in ("127.0.0.1", "localhost", "::1") and args.token is None:
         print(f"warning: listening on {args.host} without --token: anyone who can reach this machine can use the "
               "model. Pages from other machines are refused by the origin check unless --origins names them "
               f"(e.g. --origins http://THIS-HOST:{args.port}).", file=sys.stderr)
-    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws); Ctrl-C stops")
-    asyncio.run(run(models, args.host, args.port, limits, origins, args.token))
+    processes = f" in {args.workers} processes" if args.workers > 1 else ""
+    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws){processes}; "
+          "Ctrl-C stops", flush=True)
+    if args.workers == 1:
+        asyncio.run(run(models, **_server_options(args)))
+    elif status := supervise(args.workers, serve_worker, (args,)):
+        return status
     print("stopped")
     return 0
+
+
+WORKERS = 1
 
 
 def add_commands(commands) -> None:
@@ -36,6 +82,9 @@ def add_commands(commands) -> None:
     sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
                                                  "(default: this server and localhost, and none)")
+    sv.add_argument("--workers", type=int, default=WORKERS,
+                    help="server processes sharing the port (SO_REUSEPORT), each with its own event loop, model "
+                         f"thread and share of the cores; a dead one is restarted (default: {WORKERS})")
     sv.add_argument("--token", help="require this token: ?token= in the URL or a first {\"type\": \"auth\"} message")
     for flag, field, what in (("--max-message-bytes", "max_message_bytes", "largest message"),
                               ("--max-input-points", "max_input_points", "points in a request's strokes"),

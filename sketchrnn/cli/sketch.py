@@ -17,6 +17,7 @@ from sketchrnn.checkpoints import (
     save_model,
 )
 from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
+from sketchrnn.core import distributed
 from sketchrnn.data import SketchSet, load_sketches
 from sketchrnn.render import render_grid
 from sketchrnn.sampler import (
@@ -41,7 +42,7 @@ def _settings(args) -> Settings:
 def cmd_train(args: argparse.Namespace) -> int:
     summary = train_sketch_model(args.data, args.out, config_from_args(SketchTrainConfig(), args),
                                  resume=args.resume, progress=not args.quiet)
-    if args.quiet:  # the engine printed nothing: the summary as one JSON line
+    if args.quiet and distributed.current().main:  # the engine printed nothing: the summary as one JSON line
         print(json_line(summary))
     return 0
 

@@ -6,6 +6,7 @@ import math
 import sys
 
 from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
+from sketchrnn.core import distributed
 from sketchrnn.text import (
     TextTrainConfig,
     Vocabulary,
@@ -21,7 +22,7 @@ from sketchrnn.text import (
 def cmd_train(args: argparse.Namespace) -> int:
     summary = train_text_model(args.data, args.out, config_from_args(TextTrainConfig(), args), args.resume,
                                progress=not args.quiet)
-    if args.quiet:
+    if args.quiet and distributed.current().main:
         print(json_line(summary))
     return 0
 

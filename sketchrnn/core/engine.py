@@ -9,6 +9,8 @@ dataclasses of them) and the carry there. ``carry`` is whatever state crosses ba
 full BPTT over whole sequences; for truncated BPTT, the recurrent state after a chunk of k steps,
 which the engine detaches after every step (so backward stops at the chunk boundary) and
 checkpoints. Every checkpoint is ``{"kind": ..., "config": <the model's config>, ...}``.
+Under torchrun the same loop runs data-parallel (``core/distributed.py``): each rank trains on its
+shard of every batch, rank 0 alone validates, logs and writes checkpoints.
 """
 
 import dataclasses
@@ -28,7 +30,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+
+from sketchrnn.core import distributed
 
 
 def option(default, help: str, **argparse_extra):
@@ -155,6 +160,11 @@ def map_state(obj, fn: Callable[[torch.Tensor], torch.Tensor]):
     return obj
 
 
+def _rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 keeps the seed (a one-process run is unchanged); other ranks draw other dropout masks."""
+    return seed if rank == 0 else int(np.random.SeedSequence((seed, rank)).generate_state(1)[0])
+
+
 def _rng_state() -> dict:
     """Every generator's state in types a weights-only load accepts (tensors, numbers, tuples)."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
@@ -212,6 +222,7 @@ def train(
     extras: dict | None = None,
     resume: bool = False,
     progress: bool = True,
+    shard_batch: Callable[[Any, distributed.Group], Any] | None = None,
 ) -> dict:
     """Train ``model`` in place; return a summary dict.
 
@@ -221,6 +232,7 @@ def train(
     Every checkpoint holds ``kind`` (what model it is: "sketch", "text", ...), ``config`` (that
     model's own config as a plain dict) and ``extras`` (the whole training config, scale factor,
     class list, ...), so one file rebuilds the model.
+    ``shard_batch(batch, group)`` cuts this rank's part out of a whole batch (torchrun only).
     """
     if cfg.clip_mode not in ("norm", "value"):
         raise ValueError(f"clip_mode must be 'norm' or 'value', got {cfg.clip_mode!r}")
@@ -230,16 +242,24 @@ def train(
         raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {cfg.precision!r}")
     if not 0 <= cfg.warmdown <= 1:
         raise ValueError(f"warmdown is a fraction of the budget in [0, 1], got {cfg.warmdown}")
+    group = distributed.current()
+    if group.world > 1 and shard_batch is None:
+        raise ValueError(f"this model trains in one process only; run it without torchrun (WORLD_SIZE={group.world})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    device = distributed.join(group, resolve_device(cfg.device))
+    progress = progress and group.main
     bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and bf16_is_fast(device)
     model.to(device).train()
+    # DDP averages the gradients over the ranks inside backward; evaluation and checkpoints use
+    # the plain model.
+    net = DistributedDataParallel(model) if group.world > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, best, nonfinite, carry, earlier_seconds = 0, math.inf, 0, None, 0.0
     last_path, best_path, log_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
-    for stale in out_dir.glob("*.pt*.tmp"):  # a save cut short by kill -9: never a checkpoint
-        stale.unlink()
+    if group.main:
+        for stale in out_dir.glob("*.pt*.tmp"):  # a save cut short by kill -9: never a checkpoint
+            stale.unlink()
     if resume:
         if not last_path.exists():
             raise CheckpointError(f"{last_path}: nothing to resume yet (no checkpoint was written); "
@@ -247,16 +267,24 @@ def train(
         ckpt = load_checkpoint(last_path, kind)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        step, best, nonfinite = ckpt["step"], ckpt["best"], ckpt["nonfinite"]
-        carry, earlier_seconds = map_state(ckpt["carry"], lambda t: t.to(device)), ckpt["elapsed"]
-        _set_rng_state(ckpt["rng"])
+        step, best, nonfinite, earlier_seconds = ckpt["step"], ckpt["best"], ckpt["nonfinite"], ckpt["elapsed"]
+        ranks = ckpt.get("ranks", [{"rng": ckpt["rng"], "carry": ckpt["carry"]}])
+        if len(ranks) == group.world:
+            carry = map_state(ranks[group.rank]["carry"], lambda t: t.to(device))
+            _set_rng_state(ranks[group.rank]["rng"])
+        else:  # written by another number of processes: the carried state was theirs
+            if group.main:
+                tqdm.write(f"resuming with {group.world} processes a run written by {len(ranks)}: "
+                           "the data order stays exact; dropout draws and carried state start afresh")
+            torch.manual_seed(_rank_seed(cfg.seed + step, group.rank))
     else:
-        torch.manual_seed(cfg.seed)
-        log_path.unlink(missing_ok=True)
-    if resume and log_path.exists():  # rows logged after the checkpoint will be logged again
+        torch.manual_seed(_rank_seed(cfg.seed, group.rank))
+        if group.main:
+            log_path.unlink(missing_ok=True)
+    if group.main and resume and log_path.exists():  # rows logged after the checkpoint will be logged again
         rows = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
         log_path.write_text("".join(row + "\n" for row in rows))
-    log = log_path.open("a")
+    log = log_path.open("a") if group.main else None
     started = time.monotonic()  # the --minutes budget counts this invocation only
 
     def elapsed() -> float:
@@ -267,7 +295,12 @@ def train(
         log.write(json.dumps(row) + "\n")
         log.flush()
 
-    def checkpoint(path: Path) -> None:
+    def rank_states() -> list[dict]:
+        """Every rank's RNG and carried state, for the checkpoint (a collective: every rank calls
+        it at the same step)."""
+        return distributed.gather({"rng": _rng_state(), "carry": map_state(carry, torch.Tensor.cpu)}, group)
+
+    def checkpoint(path: Path, ranks: list[dict]) -> None:
         save_atomic(
             {
                 "model": model.state_dict(),
@@ -275,9 +308,10 @@ def train(
                 "step": step,
                 "best": best,
                 "nonfinite": nonfinite,
-                "carry": carry,
+                "carry": ranks[0]["carry"],
                 "elapsed": elapsed(),
-                "rng": _rng_state(),
+                "rng": ranks[0]["rng"],
+                **({"ranks": ranks} if len(ranks) > 1 else {}),
                 "kind": kind,
                 "config": config,
                 **(extras or {}),
@@ -285,7 +319,8 @@ def train(
             path,
         )
 
-    def validate() -> dict:
+    def validate(ranks: list[dict]) -> dict:
+        """Rank 0 only: the others go on to the next step and wait for it there."""
         nonlocal best
         if evaluate is None:
             return {}
@@ -299,7 +334,15 @@ def train(
         write_row({"step": step, "split": "valid", "elapsed": round(elapsed(), 2), **metrics})
         if metrics["loss"] < best:
             best = metrics["loss"]
-            checkpoint(best_path)
+            checkpoint(best_path, ranks)
+        return metrics
+
+    def validate_and_save() -> dict:
+        ranks = rank_states()
+        if not group.main:
+            return {}
+        metrics = validate(ranks)
+        checkpoint(last_path, ranks)
         return metrics
 
     status, last_eval, train_loss, valid = "budget", step, math.nan, {}
@@ -308,22 +351,30 @@ def train(
     running_loss, running_n = 0.0, 0
     with _stop_on_signals() as sigint:
         while not (cfg.steps and step >= cfg.steps):
-            if cfg.minutes and time.monotonic() - started >= cfg.minutes * 60:
+            # Under torchrun the ranks agree on the clock and on a stop request (a rank that left
+            # alone would leave the others waiting in the gradient all-reduce), and on the
+            # learning rate, which a time budget makes depend on the clock.
+            clock = (time.monotonic() - started) / (cfg.minutes * 60) if cfg.minutes else 0.0
+            clock, stop = distributed.agree_max([clock, float(sigint["stop"])], group, device)
+            if clock >= 1:
                 break
-            if sigint["stop"]:
+            if stop:
                 status = "interrupted"
                 break
-            done = max(step / cfg.steps if cfg.steps else 0.0,
-                       (time.monotonic() - started) / (cfg.minutes * 60) if cfg.minutes else 0.0)
-            lr = learning_rate(cfg, step, done)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = learning_rate(cfg, step, max(step / cfg.steps if cfg.steps else 0.0, clock))
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+            batch = batch_fn(step)
+            if group.world > 1:
+                batch = shard_batch(batch, group)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                batch = map_state(batch_fn(step), lambda t: t.to(device, non_blocking=True))
-                loss, new_carry, metrics = loss_fn(model, batch, carry, step)
+                batch = map_state(batch, lambda t: t.to(device, non_blocking=True))
+                loss, new_carry, metrics = loss_fn(net, batch, carry, step)
             optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(loss))
-            if finite:
+            # Under DDP every rank must join the all-reduce in backward, whatever its own loss;
+            # a non-finite loss makes the averaged gradient non-finite, so all ranks skip together.
+            if finite or group.world > 1:
                 loss.backward()
                 params = [p for p in model.parameters() if p.grad is not None]
                 if cfg.clip_mode == "norm":
@@ -332,12 +383,13 @@ def train(
                     norm = torch.nn.utils.get_total_norm([p.grad for p in params])
                     if cfg.clip > 0:
                         torch.nn.utils.clip_grad_value_(params, cfg.clip)
-                finite = bool(torch.isfinite(norm))
+                finite = bool(torch.isfinite(norm)) and (finite or group.world > 1)
             if finite:
                 optimizer.step()
                 carry = map_state(new_carry, torch.Tensor.detach)
-                running_loss += loss.item()
-                running_n += 1
+                if torch.isfinite(loss):  # the rank's own loss: under DDP only the average gradient must be finite
+                    running_loss += loss.item()
+                    running_n += 1
             else:
                 # Skip the update (the batch is still consumed, so a bad batch is not retried
                 # forever) and drop the carried state, which may hold the non-finite values.
@@ -354,23 +406,26 @@ def train(
                 bar.total = min(predicted, cfg.steps) if cfg.steps else predicted
             bar.update(1)
             if step % min(cfg.log_every, cfg.eval_every) == 0 or step == cfg.steps:
-                train_loss = running_loss / max(running_n, 1)
-                running_loss, running_n = 0.0, 0
-                row = {"step": step, "split": "train", "loss": train_loss, "lr": lr,
-                       "elapsed": round(elapsed(), 2), "nonfinite": nonfinite}
-                write_row({**row, **{k: float(v) for k, v in metrics.items()}})
-                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
+                # Under torchrun each rank saw its own shard: the log shows their mean.
+                rank_losses = distributed.gather(running_loss / max(running_n, 1), group)
+                train_loss, running_loss, running_n = sum(rank_losses) / group.world, 0.0, 0
+                if group.main:
+                    row = {"step": step, "split": "train", "loss": train_loss, "lr": lr,
+                           "elapsed": round(elapsed(), 2), "nonfinite": nonfinite}
+                    write_row({**row, **{k: float(v) for k, v in metrics.items()}})
+                    bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
             if step % cfg.eval_every == 0:
-                valid = validate()
+                valid = validate_and_save()
                 last_eval = step
-                checkpoint(last_path)
                 if valid:
                     bar.set_postfix(loss=f"{train_loss:.4f}", valid=f"{valid['loss']:.4f}")
     bar.close()
-    if last_eval != step and status != "interrupted":
-        valid = validate()
-    checkpoint(last_path)
-    log.close()
+    ranks = rank_states()
+    if group.main:
+        if last_eval != step and status != "interrupted":
+            valid = validate(ranks)
+        checkpoint(last_path, ranks)
+        log.close()
     summary = {
         "status": status,
         "step": step,

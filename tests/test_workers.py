@@ -1,0 +1,127 @@
+"""``sketchrnn serve --workers 2``: two processes on one port, a dead one restarted without taking
+the other's streams, SIGTERM answering every stream before the connections close."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="--workers needs SO_REUSEPORT")
+
+SQUARE = [[[100, 100], [200, 100], [200, 200], [100, 200], [100, 100]]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def health(port: int) -> dict:
+    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
+
+
+def worker_pids(port: int, seconds: float = 60) -> dict[int, int]:
+    """worker index -> pid, from /healthz answers (the kernel spreads connections over both)."""
+    seen, deadline = {}, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            h = health(port)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        assert h["workers"] == 2
+        seen[h["worker"]] = h["pid"]
+        if len(seen) == 2:
+            break
+    return seen
+
+
+async def connection_on(url: str, worker: int):
+    """A connection that the kernel gave to ``worker`` (others are closed)."""
+    for _ in range(100):
+        ws = await connect(url)
+        if json.loads(await ws.recv())["worker"] == worker:
+            return ws
+        await ws.close()
+    raise AssertionError(f"no connection reached worker {worker} in 100 tries")
+
+
+async def stream(ws, request_id: str, n: int = 4) -> list[dict]:
+    """Send a completion request and read until every alternative is done."""
+    await ws.send(json.dumps({"type": "complete", "id": request_id, "strokes": SQUARE, "n": n, "seed": 1,
+                              "temperature": 1.0, "max_points": 250}))
+    messages, done = [], 0
+    while done < n:
+        message = json.loads(await ws.recv())
+        messages.append(message)
+        done += message["type"] == "done"
+    return messages
+
+
+def test_bad_workers_value_is_refused():
+    result = subprocess.run([sys.executable, "-m", "sketchrnn", "serve", "--workers", "0", "--port", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--workers must be at least 1, got 0" in result.stderr
+
+
+def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully():
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--workers", "2", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pids = worker_pids(port)
+        assert len(pids) == 2 and len(set(pids.values())) == 2
+
+        async def scenario():
+            url = f"ws://127.0.0.1:{port}/ws"
+            doomed, survivor = await connection_on(url, 0), await connection_on(url, 1)
+            await doomed.send(json.dumps({"type": "complete", "id": "a", "strokes": SQUARE, "n": 8,
+                                          "temperature": 1.0}))
+            survivor_task = asyncio.create_task(stream(survivor, "b"))
+            os.kill(pids[0], signal.SIGKILL)
+            with pytest.raises(ConnectionClosed):  # its process is gone: its connection with it
+                while True:
+                    await doomed.recv()
+            messages = await survivor_task  # the other process's stream finishes untouched
+            assert [m["type"] for m in messages].count("done") == 4
+            assert all(m["type"] in ("points", "done") for m in messages)
+            # Restarted: worker 0 answers again, from a new process.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                again = worker_pids(port, 5)
+                if again.get(0) not in (None, pids[0]):
+                    break
+                await asyncio.sleep(0.2)
+            assert again[0] != pids[0] and again[1] == pids[1]
+            # SIGTERM to the supervisor mid-stream: the stream still ends with done, then 1001.
+            await survivor.send(json.dumps({"type": "complete", "id": "c", "strokes": SQUARE, "n": 8,
+                                            "temperature": 1.0, "max_points": 250}))
+            json.loads(await survivor.recv())  # the stream has started
+            server.send_signal(signal.SIGTERM)
+            ends = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    message = json.loads(await survivor.recv())
+                    if message["type"] == "done":
+                        ends.append(message)
+            assert len(ends) == 8
+            assert closed.value.rcvd.code == 1001
+
+        asyncio.run(scenario())
+        assert server.wait(30) == 0
+        stderr = server.stderr.read()
+        assert "worker 0" in stderr and "died with signal SIGKILL" in stderr and "restarting" in stderr
+    finally:
+        server.kill()
+        server.wait()
