@@ -1,15 +1,19 @@
 """The recurrent core on a CUDA GPU: same results as on the CPU, training through the engine with
-checkpoints that load and resume on the CPU, and train-step speed against torch.nn.LSTM (cuDNN).
+checkpoints that load and resume on the CPU, train-step speed against torch.nn.LSTM (cuDNN), and
+`sketchrnn serve --device cuda` under 100 and 300 clients (bench/load.py's clients).
 
     python bench/gpu_check.py --out DIR
 """
 
 import argparse
+import asyncio
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from load import measure
+from serving import serving
 from torch import nn
 
 from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, make_cell
@@ -101,6 +105,14 @@ def speed() -> None:
         print(f"| {label} | {t * 1e3:.1f} ms | {t / base:.2f}x |")
 
 
+def serve_on_gpu() -> None:
+    with serving("--device", "cuda", "--workers", "1", "--rate", "1000") as (port, _):
+        for clients in (100, 300):
+            r = asyncio.run(measure(f"ws://127.0.0.1:{port}/ws", clients, 30.0, {}))
+            print(f"serve --device cuda, {clients} clients, 30 s: {r['points_per_s']:.0f} points/s, "
+                  f"first point p99 {r['first_p99_ms']:.1f} ms, {r['errors']} errors")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/gpu-check", help="folder for the check's training run")
@@ -110,6 +122,7 @@ def main():
     train_on_gpu_resume_on_cpu(Path(args.out))
     text_on_gpu(Path(args.out) / "text")
     speed()
+    serve_on_gpu()
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@ A connection lives in one process from its handshake to its close, so nothing is
 workers; a worker that dies takes only its own connections with it.
 """
 
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
+import sys
 import time
 from typing import Callable
 
@@ -33,6 +36,25 @@ def check_workers(count: int) -> None:
         raise ValueError(f"--workers {count} needs SO_REUSEPORT (Linux, BSD, macOS); use --workers 1 here")
 
 
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity, as a container or taskset limits it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _worker(target: Callable, supervisor: int, *args) -> None:
+    """A worker process: asks Linux to SIGTERM it when the supervisor dies, even by kill -9, so no
+    orphan keeps the port and its streams end with ``done`` and 1001 (elsewhere the supervisor's
+    own shutdown is the only stop)."""
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != supervisor:  # it died before prctl took effect
+        return
+    target(*args)
+
+
 def supervise(count: int, target: Callable, args: tuple) -> int:
     """Run ``target(*args, index, count, ready)`` in ``count`` processes until SIGINT or SIGTERM;
     each sets ``ready`` once it listens. Returns the exit status: 0 after a clean stop, 1 when a
@@ -47,8 +69,8 @@ def supervise(count: int, target: Callable, args: tuple) -> int:
 
     def launch(index: int):
         ready = context.Event()
-        process = context.Process(target=target, args=(*args, index, count, ready), name=f"sketchrnn-serve-{index}",
-                                  daemon=True)
+        process = context.Process(target=_worker, args=(target, os.getpid(), *args, index, count, ready),
+                                  name=f"sketchrnn-serve-{index}", daemon=True)
         process.start()
         return process, ready
 

@@ -49,8 +49,10 @@ def deployment(tmp_path):
     backends = {}
     for _ in range(2):
         port = free_port()
-        backends[port] = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port),
-                                           "--origins", origin], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # One process per backend: each stands for a host, and the test kills one outright.
+        backends[port] = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--workers", "1",
+                                           "--port", str(port), "--origins", origin],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     config = tmp_path / "nginx.conf"
     upstreams = "".join(f"        server 127.0.0.1:{port};\n" for port in backends)
     config.write_text(f"""

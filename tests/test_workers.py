@@ -125,3 +125,22 @@ def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully():
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers follow a killed supervisor through PR_SET_PDEATHSIG")
+def test_kill_9_of_the_supervisor_leaves_no_worker_behind():
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--workers", "2", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pids = worker_pids(port)
+        assert len(pids) == 2
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids.values())
+    with pytest.raises(OSError):  # nobody listens on the port any more
+        health(port)

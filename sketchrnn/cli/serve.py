@@ -9,8 +9,9 @@ import sys
 import torch
 
 from sketchrnn.checkpoints import load_models
+from sketchrnn.core.engine import resolve_device
 from sketchrnn.server.app import Limits, run
-from sketchrnn.server.processes import check_workers, supervise
+from sketchrnn.server.processes import check_workers, default_workers, supervise
 
 
 def _server_options(args: argparse.Namespace) -> dict:
@@ -22,11 +23,22 @@ def _server_options(args: argparse.Namespace) -> dict:
     return {"host": args.host, "port": args.port, "limits": limits, "origins": origins, "token": args.token}
 
 
+def load_served_models(args: argparse.Namespace) -> dict:
+    """The models to serve, on --device (every stream of every connection steps in one batch there)."""
+    device = resolve_device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA GPU is visible to this process")
+    models = load_models(args.model or [None])
+    for loaded in models.values():
+        loaded.model.to(device)
+    return models
+
+
 def serve_worker(args: argparse.Namespace, index: int, count: int, ready) -> None:
     """One of ``--workers`` processes: its share of the cores, its own models, the shared port;
     ``ready`` is set once it listens."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
-    models = load_models(args.model or [None])
+    models = load_served_models(args)
 
     async def serve_until_stopped():
         listening = asyncio.get_running_loop().create_future()
@@ -46,7 +58,7 @@ def serve_worker(args: argparse.Namespace, index: int, count: int, ready) -> Non
 
 def cmd_serve(args: argparse.Namespace) -> int:
     check_workers(args.workers)
-    models = load_models(args.model or [None])  # each worker loads its own; this checks the files first
+    models = load_served_models(args)  # with --workers each loads its own: this checks the files first
     logger = logging.getLogger("sketchrnn")
     if not logger.handlers:
         handler = logging.StreamHandler()
@@ -68,9 +80,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-WORKERS = 1
-
-
 def add_commands(commands) -> None:
     lim = Limits()
     sv = commands.add_parser("serve", help="stream completions over a WebSocket, and serve the client",
@@ -82,9 +91,14 @@ def add_commands(commands) -> None:
     sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
                                                  "(default: this server and localhost, and none)")
-    sv.add_argument("--workers", type=int, default=WORKERS,
+    # Measured on 2 cores (BENCHMARKS.md): 2 processes serve 100 clients at 14,200 points/s, first
+    # point p99 58 ms; one process 9,400 points/s, p99 99 ms. Each process costs ~260 MB.
+    sv.add_argument("--workers", type=int, default=default_workers(),
                     help="server processes sharing the port (SO_REUSEPORT), each with its own event loop, model "
-                         f"thread and share of the cores; a dead one is restarted (default: {WORKERS})")
+                         "thread and share of the cores, ~260 MB each; a dead one is restarted "
+                         "(default: the number of cores, here %(default)s)")
+    sv.add_argument("--device", default="cpu", help="where the models step: cpu, cuda, cuda:1, or auto "
+                                                     "(cuda where there is one) (default: cpu)")
     sv.add_argument("--token", help="require this token: ?token= in the URL or a first {\"type\": \"auth\"} message")
     for flag, field, what in (("--max-message-bytes", "max_message_bytes", "largest message"),
                               ("--max-input-points", "max_input_points", "points in a request's strokes"),

@@ -143,7 +143,10 @@ def resolve_device(name: str) -> torch.device:
     """"auto" -> cuda where a GPU is visible, else cpu; anything else as torch names it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: not one torch knows; use cpu, cuda, cuda:N or auto") from None
 
 
 def map_state(obj, fn: Callable[[torch.Tensor], torch.Tensor]):
