@@ -48,7 +48,8 @@ def compare_curves(ways: dict, scratch: Path, svg: Path | None) -> None:
         a, b = curves[names[0]][step], curves[names[1]].get(step, float("nan"))
         print(f"| {step} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
     if svg:
-        line_chart([Series(n, list(c), list(c.values()), dashed=i == 1) for i, (n, c) in enumerate(curves.items())],
+        line_chart([Series(n.split(" x ")[0], list(c), list(c.values()), dashed=i == 1)  # "2 processes"
+                    for i, (n, c) in enumerate(curves.items())],
                    svg, "Validation NLL: one process against torchrun", "step", "nats per point")
         print(f"wrote {svg}")
 
