@@ -49,6 +49,20 @@ class SketchTrainConfig:
     bucket: bool = option(True, "batch drawings of similar lengths: a fraction of the padding of random batches")
 
 
+def sketch_loss(model: SketchRNN, batch, step: int, cfg: SketchTrainConfig) -> tuple[torch.Tensor, dict]:
+    """One training step's loss and its metrics: Magenta's reconstruction loss, plus for a VAE the
+    KL cost, floored at the free bits and weighted by the annealed KL weight."""
+    offset, pen, kl = model(batch.inputs, batch.targets, batch.lengths)
+    reconstruction = training_loss(offset, pen, batch.targets)
+    metrics = {"reconstruction": reconstruction.detach()}
+    if kl is None:
+        return reconstruction, metrics
+    weight = exponential_anneal(step, cfg.kl_weight_start, cfg.kl_weight, cfg.kl_decay_rate)
+    kl_cost = torch.clamp(kl.mean(), min=cfg.kl_tolerance)
+    metrics.update(kl=kl.mean().detach(), kl_weight=weight)
+    return reconstruction + weight * kl_cost, metrics
+
+
 def evaluate_nll(model: SketchRNN, scale: float, sketches: SketchSet, batch_size: int = 100) -> dict:
     """The mean NLL per point over drawings (definition in ``model.per_drawing_nll``); for a VAE
     the reconstruction uses z = mu and the KL is reported beside it."""
@@ -96,15 +110,8 @@ def train_sketch_model(data_paths: list[str], out_dir: str | Path, cfg: SketchTr
     model = SketchRNN(cfg.model)
 
     def loss_fn(model, batch, carry, step):
-        offset, pen, kl = model(batch.inputs, batch.targets, batch.lengths)
-        reconstruction = training_loss(offset, pen, batch.targets)
-        metrics = {"reconstruction": reconstruction.detach()}
-        if kl is None:
-            return reconstruction, None, metrics
-        weight = exponential_anneal(step, cfg.kl_weight_start, cfg.kl_weight, cfg.kl_decay_rate)
-        kl_cost = torch.clamp(kl.mean(), min=cfg.kl_tolerance)
-        metrics.update(kl=kl.mean().detach(), kl_weight=weight)
-        return reconstruction + weight * kl_cost, None, metrics
+        loss, metrics = sketch_loss(model, batch, step, cfg)
+        return loss, None, metrics
 
     def evaluate(model):
         result = evaluate_nll(model, scale, valid_set, cfg.batch_size)

@@ -85,6 +85,25 @@ def test_gradcheck_float64(name):
     assert torch.autograd.gradcheck(run_params, tuple(p.detach().requires_grad_() for p in params))
 
 
+@pytest.mark.parametrize("name", list(CELLS))
+def test_gradcheck_unrolled_padded_layer(name):
+    """The time loop's gradients against finite differences, over a padded batch: covers the
+    masking and the recurrent weight's gradient formed once per sequence (``_RecurrentWeightGrad``)."""
+    torch.manual_seed(4)
+    cell = HyperLSTMCell(3, 4, hyper_size=5, embedding_size=2) if name == "hyper" else make_cell(name, 3, 4)
+    layer = RecurrentLayer(cell, fused=False).double()
+    x = torch.randn(6, 3, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 2, 4])
+    names = [n for n, _ in layer.named_parameters()]
+
+    def run(x, *ps):
+        out, state = torch.func.functional_call(layer, dict(zip(names, ps)), (x, lengths))
+        return (out, *state)
+
+    params = tuple(p.detach().requires_grad_() for p in layer.parameters())
+    assert torch.autograd.gradcheck(run, (x, *params))
+
+
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("name", list(CELLS))
 def test_padded_batch_equals_single_sequences(name, fused):

@@ -26,8 +26,8 @@ def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     slower (16 vs 6.5 ms for a 100x64x256 text batch, a quarter of a training step there)."""
     if not training or p == 0:
         return x
-    keep = (torch.rand_like(x) >= p).to(x.dtype)
-    return x * keep * (1 / (1 - p))
+    # The mask is built in place, outside autograd: one multiplication for backward to undo.
+    return x * torch.rand_like(x).ge_(p).mul_(1 / (1 - p))
 
 
 def _orthogonal_blocks(weight: Tensor, blocks: int) -> None:
@@ -45,6 +45,9 @@ class RecurrentCell(nn.Module):
     state_sizes: tuple[int, ...]  # width of each tensor in the state tuple
     fused_mode: str | None = None  # torch._VF kernel computing the same function, if any
     dropout: float = 0.0  # recurrent dropout probability (LSTM family only)
+    # True where step's pre-activation is xp + state[0] @ weight_hh.T and step takes the weight as
+    # an argument: the layer then forms weight_hh's gradient for a whole sequence in one matmul.
+    additive_recurrence: bool = False
 
     def initial_state(self, batch: int) -> State:
         weight = next(self.parameters())
@@ -54,6 +57,7 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step from the projected input ``xp`` (``project_input``'s, one time step)."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -103,6 +107,7 @@ class ElmanCell(_TorchLayoutCell):
     vanishing gradients show as they classically do."""
 
     fused_mode = "rnn_tanh"
+    additive_recurrence = True
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__(input_size, hidden_size, gates=1)
@@ -111,8 +116,9 @@ class ElmanCell(_TorchLayoutCell):
     def project_input(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
-    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
-        h = torch.tanh(torch.addmm(xp, state[0], self.weight_hh.t()))
+    def step(self, xp: Tensor, state: State, weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
+        weight_hh = self.weight_hh if weight_hh is None else weight_hh
+        h = torch.tanh(torch.addmm(xp, state[0], weight_hh.t()))
         return h, (h,)
 
 
@@ -144,6 +150,7 @@ class LSTMCell(_TorchLayoutCell):
     blocks, and optional recurrent dropout on the candidate."""
 
     fused_mode = "lstm"
+    additive_recurrence = True
 
     def __init__(self, input_size: int, hidden_size: int, dropout: float = 0.0):
         super().__init__(input_size, hidden_size, gates=4)
@@ -158,9 +165,10 @@ class LSTMCell(_TorchLayoutCell):
     def project_input(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
-    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+    def step(self, xp: Tensor, state: State, weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
         h, c = state
-        gates = torch.addmm(xp, h, self.weight_hh.t()).unflatten(1, (4, self.hidden_size))
+        weight_hh = self.weight_hh if weight_hh is None else weight_hh
+        gates = torch.addmm(xp, h, weight_hh.t()).unflatten(1, (4, self.hidden_size))
         return _lstm_update(gates, c, self.dropout, self.training)
 
 
@@ -194,6 +202,8 @@ class LayerNormGates(nn.Module):
 class LayerNormLSTMCell(RecurrentCell):
     """Layer-normalised LSTM (Ba, Kiros & Hinton 2016) as Magenta sketch_rnn's LayerNormLSTMCell."""
 
+    additive_recurrence = True  # the norm comes after the sum
+
     def __init__(self, input_size: int, hidden_size: int, dropout: float = 0.0):
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
@@ -208,9 +218,10 @@ class LayerNormLSTMCell(RecurrentCell):
     def project_input(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight_ih)
 
-    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+    def step(self, xp: Tensor, state: State, weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
         h, c = state
-        return self.norm(torch.addmm(xp, h, self.weight_hh.t()).unflatten(1, (4, self.hidden_size)), c)
+        weight_hh = self.weight_hh if weight_hh is None else weight_hh
+        return self.norm(torch.addmm(xp, h, weight_hh.t()).unflatten(1, (4, self.hidden_size)), c)
 
 
 class HyperLSTMCell(RecurrentCell):
