@@ -1,9 +1,13 @@
-"""The sampling step against the hardware's floor, on one thread, in one run: ``Batch.step`` (the
-step `sketchrnn sample/complete` and the server take) at batch 1 and 64 on Google's monkey
-decoder (LSTM 512, 20 mixtures), beside the time one matrix-vector product over the same weights
-takes (numpy's sgemv: the weights must be read once per step whatever the code does).
+"""The sampling step against the hardware's floor, in one run: ``Batch.step`` (the step
+`sketchrnn sample/complete` and the server take) on Google's monkey decoder (LSTM 512, 20
+mixtures) beside the time one matrix-vector product over the same weights takes on one thread
+(numpy's sgemv: the weights must be read once per step whatever the code does).
 
-    python bench/bench_sample.py [--model PATH] [--rounds 5]
+    python bench/bench_sample.py [--model PATH] [--rounds 5] [--threads 2]
+
+Batch 1, one thread: one stream, as the browser asks (no seed), and a seeded one (its rows padded
+to ROW_MULTIPLE for exact repeatability). Batch 64, --threads: 64 streams kept running the way
+the server keeps them, each finished drawing replaced by a new one, points drawn per second.
 """
 
 import os
@@ -40,16 +44,25 @@ def weight_read_floor(model) -> float:
     return per_call(lambda: (lstm @ x, head @ h), 2000)
 
 
-def step_time(loaded, rows: int, steps: int) -> tuple[float, float]:
-    """(seconds per step, points drawn per second) for ``rows`` streams, each its own request."""
+def step_time(loaded, rows: int, steps: int, seeded: bool = False) -> tuple[float, float]:
+    """(seconds per step, points drawn per second) for ``rows`` streams drawing from nothing, each
+    its own request, a finished one replaced at once by a new one."""
+    started = iter(range(10**9))
+
+    def new(count: int) -> list[Request]:
+        return [Request(np.zeros((0, 3), np.float32), loaded.scale_factor, 1,
+                        Settings(seed=next(started) if seeded else None)) for _ in range(count)]
+
     batch = Batch(loaded.model)
-    batch.add([Request(np.zeros((0, 3), np.float32), loaded.scale_factor, 1, Settings(seed=i, max_points=10**6))
-               for i in range(rows)])
-    for _ in range(10):
-        batch.step()
-    drawn, start = 0, time.perf_counter()
-    for _ in range(steps):
+    batch.add(new(rows))
+    drawn, start = 0, None
+    for step in range(steps + 10):  # the first 10 steps warm up
+        if step == 10:
+            drawn, start = 0, time.perf_counter()
         drawn += int(batch.step().drawn.sum())
+        finished = batch.drop_finished()
+        if finished:
+            batch.add(new(len(finished)))
     seconds = time.perf_counter() - start
     return seconds / steps, drawn / seconds
 
@@ -59,24 +72,35 @@ def main():
     parser.add_argument("--model", default=MONKEY, help=f"a Sketch-RNN model file (default: {MONKEY})")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per round (default: 300)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians reported (default: 5)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads at batch 64 (default: 2, the cores)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     loaded = load_model(args.model)
-    results: dict[str, list[float]] = {"floor": [], "batch 1": [], "batch 64": [], "batch 64 points/s": []}
+    results: dict[str, list[float]] = {name: [] for name in ("floor", "batch 1", "batch 1 seeded", "batch 64",
+                                                              "batch 64 points/s")}
     with torch.no_grad():
         for _ in range(args.rounds):
+            torch.set_num_threads(1)
             results["floor"].append(weight_read_floor(loaded.model))
             results["batch 1"].append(step_time(loaded, 1, args.steps)[0])
+            results["batch 1 seeded"].append(step_time(loaded, 1, args.steps, seeded=True)[0])
+            torch.set_num_threads(args.threads)
             seconds, points = step_time(loaded, 64, args.steps // 3)
             results["batch 64"].append(seconds)
             results["batch 64 points/s"].append(points)
     m = {name: statistics.median(v) for name, v in results.items()}
+
+    def times_floor(name: str) -> float:
+        return statistics.median(t / f for t, f in zip(results[name], results["floor"]))
+
     print(f"{loaded.name} ({loaded.model.config.cell} {loaded.model.config.hidden}), torch {torch.__version__}, "
-          f"1 thread, median of {args.rounds} rounds:")
-    print(f"weight-read floor (numpy sgemv over the step's weights): {m['floor'] * 1e3:.3f} ms")
-    print(f"Batch.step, batch 1:  {m['batch 1'] * 1e3:.3f} ms per point = {m['batch 1'] / m['floor']:.1f}x the floor")
-    print(f"Batch.step, batch 64: {m['batch 64'] * 1e3:.3f} ms per step, {m['batch 64 points/s']:,.0f} points/s drawn "
-          f"({64 / m['batch 64']:,.0f} row-steps/s)")
+          f"median of {args.rounds} rounds:")
+    print(f"weight-read floor (numpy sgemv over the step's weights, 1 thread): {m['floor'] * 1e3:.3f} ms")
+    print(f"Batch.step, batch 1, 1 thread:          {m['batch 1'] * 1e3:.3f} ms per point = "
+          f"{times_floor('batch 1'):.1f}x the floor")
+    print(f"Batch.step, batch 1 seeded, 1 thread:   {m['batch 1 seeded'] * 1e3:.3f} ms per point = "
+          f"{times_floor('batch 1 seeded'):.1f}x the floor")
+    print(f"Batch.step, batch 64, {args.threads} thread(s):      {m['batch 64'] * 1e3:.3f} ms per step, "
+          f"{m['batch 64 points/s']:,.0f} points/s drawn")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def ending_polylines(points: list[list[float]]) -> list[np.ndarray]:
 async def complete(url: str, model: str, strokes: list[np.ndarray], args, scale: float | None):
     request = {"type": "complete", "id": "q", "model": model, "n": args.n, "seed": args.seed,
                "temperature": args.temperature, "strokes": [p.round(2).tolist() for p in strokes]}
-    if args.pen_temperature is not None:
+    if args.pen_temperature:
         request["pen_temperature"] = args.pen_temperature
     if scale is not None:
         request["scale"] = scale
@@ -218,8 +218,9 @@ def main():
     parser.add_argument("--n", type=int, default=8, help="endings per drawing (default: 8)")
     parser.add_argument("--seed", type=int, default=7, help="seed of every request (default: 7)")
     parser.add_argument("--temperature", type=float, default=0.25, help="sampling temperature (default: 0.25)")
-    parser.add_argument("--pen-temperature", type=float,
-                        help="send this pen_temperature (default: none, the server's 0.5 + 0.5 x temperature)")
+    parser.add_argument("--pen-temperature", type=float, default=1.0,
+                        help="send this pen_temperature, as the browser client does (default: 1.0, the client's); "
+                             "0: send none, the server's 0.5 + 0.5 x temperature (sketch-rnn-js)")
     parser.add_argument("--limit", type=int, default=30, help="drawings per source file (default: 30)")
     parser.add_argument("--scale-method", choices=["server", "std", "extent", "frame", "likelihood"],
                         default="server",

@@ -1,5 +1,6 @@
 """Load on the streaming server: N concurrent clients on loopback, each sending completion
-requests back to back; total points/s, time to first point, gap between point messages.
+requests back to back as the browser client sends them (no seed, pen temperature 1); total
+points/s, time to first point, gap between point messages.
 
 Starts ``sketchrnn serve`` (default model) in its own process, then for each N runs the clients
 for a fixed time in this one:
@@ -28,15 +29,16 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q / 100 * len(values)))]
 
 
-async def client(url: str, until: float, stats: dict, seed: int, extra: dict) -> None:
+async def client(url: str, until: float, stats: dict, seed: int | None, extra: dict) -> None:
     async with connect(url, max_size=None) as ws:
         json.loads(await ws.recv())  # hello
         request = 0
         while time.monotonic() < until:
             request += 1
             sent = time.monotonic()
+            seeded = {} if seed is None else {"seed": seed * 100_000 + request}
             await ws.send(json.dumps({"type": "complete", "id": str(request), "strokes": DRAWING,
-                                      "temperature": 0.25, "seed": seed * 100_000 + request, **extra}))
+                                      "temperature": 0.25, **seeded, **extra}))
             first = last = None
             while True:
                 message = json.loads(await ws.recv())
@@ -57,11 +59,11 @@ async def client(url: str, until: float, stats: dict, seed: int, extra: dict) ->
                     break
 
 
-async def measure(url: str, clients: int, seconds: float, extra: dict) -> dict:
+async def measure(url: str, clients: int, seconds: float, extra: dict, seeded: bool) -> dict:
     stats = {"points": 0, "requests": 0, "errors": 0, "first": [], "gaps": []}
     start = time.monotonic()
     until = start + seconds
-    await asyncio.gather(*(client(url, until, stats, i, extra) for i in range(clients)))
+    await asyncio.gather(*(client(url, until, stats, i if seeded else None, extra) for i in range(clients)))
     elapsed = time.monotonic() - start
     return {"clients": clients, "points_per_s": stats["points"] / elapsed, "requests": stats["requests"],
             "errors": stats["errors"], "first_p50_ms": percentile(stats["first"], 50) * 1e3,
@@ -88,12 +90,15 @@ def main():
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50, 100, 200], help="values of N")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each N runs (default: 10)")
     parser.add_argument("--port", type=int, default=8790, help="port for the server under test (default: 8790)")
-    parser.add_argument("--pen-temperature", type=float,
-                        help="send this pen_temperature (0.25 samples pen and mixture as before sketch-rnn-js's "
-                             "temperature was adopted, for comparing speed on the same completions)")
+    parser.add_argument("--pen-temperature", type=float, default=1.0,
+                        help="send this pen_temperature (default: 1, the browser client's; 0: none, the server's "
+                             "0.5 + 0.5 x temperature)")
+    parser.add_argument("--seeded", action="store_true",
+                        help="send a seed with every request (the server then pads its batch for exact "
+                             "repeatability; the browser sends none)")
     parser.add_argument("--workers", type=int, help="serve --workers for the server under test (default: serve's)")
     args = parser.parse_args()
-    extra = {} if args.pen_temperature is None else {"pen_temperature": args.pen_temperature}
+    extra = {"pen_temperature": args.pen_temperature} if args.pen_temperature else {}
     flags = ["--rate", "1000"] + ([] if args.workers is None else ["--workers", str(args.workers)])
     with serving(*flags, port=args.port) as (_, server):
         url = f"ws://127.0.0.1:{args.port}/ws"
@@ -103,7 +108,7 @@ def main():
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         results = []
         for n in args.clients:
-            r = asyncio.run(measure(url, n, args.seconds, extra))
+            r = asyncio.run(measure(url, n, args.seconds, extra, args.seeded))
             results.append(r)
             print(f"| {n} | {r['points_per_s']:.0f} | {r['requests']} | {r['errors']} | {r['first_p50_ms']:.1f} | "
                   f"{r['first_p99_ms']:.1f} | {r['gap_p99_ms']:.1f} | {resident_mb(server.pid):.0f} |", flush=True)

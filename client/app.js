@@ -1,7 +1,8 @@
 // The drawing client: strokes in, the model's continuations streamed back over /ws (docs/protocol.md).
 const canvas = document.getElementById("canvas");
 const ctx = canvas.getContext("2d");
-const ui = Object.fromEntries(["model", "n", "temperature", "temperature-value", "alternatives", "again",
+const ui = Object.fromEntries(["model", "n", "temperature", "temperature-value", "pen-temperature",
+  "pen-temperature-value", "alternatives", "again",
   "undo", "clear", "export-svg", "export-png", "with-ending", "status", "connection"]
   .map((id) => [id, document.getElementById(id)]));
 const INK = "#222";
@@ -72,7 +73,7 @@ function ask() {
   finished = [];
   guessed = "";
   ws.send(JSON.stringify({ type: "complete", id: String(request), model: ui.model.value, strokes,
-    n, temperature: Number(ui.temperature.value) }));
+    n, temperature: Number(ui.temperature.value), pen_temperature: Number(ui["pen-temperature"].value) }));
   ui.status.textContent = "the model is drawing…";
   showAlternatives();
 }
@@ -135,7 +136,10 @@ function line(points, color) {
 }
 
 function redraw() {
-  ctx.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+  ctx.save();
+  ctx.setTransform(1, 0, 0, 1, 0, 0); // the whole backing store, whatever the layout did since
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.restore();
   ctx.lineWidth = 2.5; ctx.lineCap = ctx.lineJoin = "round";
   strokes.forEach((s) => line(s, INK));
   endings.forEach((_, k) => endingStrokes(k).forEach((s) => line(s, COLORS[k % COLORS.length])));
@@ -201,11 +205,13 @@ ui.clear.onclick = clear;
 ui["export-svg"].onclick = exportSvg;
 ui["export-png"].onclick = exportPng;
 ui.temperature.oninput = () => { ui["temperature-value"].textContent = ui.temperature.value; };
+ui["pen-temperature"].oninput = () => { ui["pen-temperature-value"].textContent = ui["pen-temperature"].value; };
 document.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); undo(); }
   else if (e.key === "Escape") clear();
 });
-window.addEventListener("resize", resize);
+// The canvas's box changes with the window and with the header wrapping onto more lines.
+new ResizeObserver(resize).observe(canvas);
 resize();
 showAlternatives();
 connect();

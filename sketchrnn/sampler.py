@@ -23,9 +23,12 @@ from sketchrnn.data import END, S0, stroke5, stroke5_batch, to_model_units
 from sketchrnn.model import SketchRNN, step_nll
 from sketchrnn.strokes import RDP_EPSILON, polylines_to_stroke3, rdp
 
-# Every decoder call sees a row count that is a multiple of this. On MKL's sgemm a row's result
-# then does not depend on which other rows share the batch (with 2 or 3 rows it does, by ~1e-6,
-# and a sampled choice flips within a hundred points): a seeded request repeats exactly.
+# While a seeded or greedy request is in the batch, every decoder call sees a row count that is a
+# multiple of this. On MKL's sgemm a row's result then does not depend on which other rows share
+# the call (with 1, 2 or 3 rows it does, by ~1e-6, and a sampled choice flips within a hundred
+# points): a seeded request repeats exactly and greedy alternatives are identical. Without them
+# nothing needs that, and one stream alone steps as one row: a matrix-vector product, about half
+# the time of eight padded rows.
 ROW_MULTIPLE = 8
 FRAME = 255.0  # Quick, Draw! simplified drawings: the longer side scaled to 0-255
 
@@ -79,10 +82,12 @@ class Points:
     count: np.ndarray  # (B,) points drawn by the row so far
 
 
-def _softmax_cdf(logits: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+def _inverse_cdf(logits: np.ndarray, temperature: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Per row, the category whose softmax(logits / temperature) CDF first exceeds u (B,)."""
     scaled = logits / temperature[:, None]
-    e = np.exp(scaled - scaled.max(-1, keepdims=True))
-    return np.cumsum(e, -1) / e.sum(-1, keepdims=True)
+    cdf = np.cumsum(np.exp(scaled - scaled.max(-1, keepdims=True)), -1)
+    # The count of CDF entries below u is the inverse CDF (searchsorted, left).
+    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(-1), logits.shape[1] - 1)
 
 
 def sample_points(out: np.ndarray, mixtures: int, temperature: np.ndarray, discrete_temperature: np.ndarray,
@@ -96,34 +101,43 @@ def sample_points(out: np.ndarray, mixtures: int, temperature: np.ndarray, discr
     row that has drawn nothing yet (someone asked for more, so "already finished" is no answer;
     Google's models give it 5-20% at the first step of a half drawing). In numpy, on the CPU:
     at a step's sizes (a few rows of 123 numbers) each operation costs a microsecond, where a
-    torch operation costs five to ten, and the step needs thirty of them.
+    torch operation costs five to ten; at batch 1 the whole draw is about thirty of them.
     """
     rows = np.arange(len(out))
-    out = out.astype(np.float64)
-    pen_logits = np.where(may_end[:, None], out[:, :3], out[:, :3] + np.array([0.0, 0.0, -np.inf]))
-    mixture = out[:, 3:].reshape(len(out), 6, mixtures).transpose(1, 0, 2)  # model.split_output's order
-    logit_pi, mu_x, mu_y, log_sigma_x, log_sigma_y, raw_rho = mixture
-    # The count of CDF entries below u is the inverse CDF (searchsorted, left).
-    pen = np.minimum((_softmax_cdf(pen_logits, discrete_temperature) < uniforms[:, :1]).sum(-1), 2)
-    component = np.minimum((_softmax_cdf(logit_pi, discrete_temperature) < uniforms[:, 1:2]).sum(-1), mixtures - 1)
-    pen = np.where(greedy, pen_logits.argmax(-1), pen)
-    component = np.where(greedy, logit_pi.argmax(-1), component)
-    mu_x, mu_y, rho = mu_x[rows, component], mu_y[rows, component], np.tanh(raw_rho[rows, component])
+    out = out.astype(np.float64)  # a copy: the pen logits below are changed in place
+    pen_logits, logit_pi = out[:, :3], out[:, 3 : 3 + mixtures]
+    pen_logits[:, 2] = np.where(may_end, pen_logits[:, 2], -np.inf)
+    pen = _inverse_cdf(pen_logits, discrete_temperature, uniforms[:, 0])
+    component = _inverse_cdf(logit_pi, discrete_temperature, uniforms[:, 1])
+    spread = np.sqrt(temperature)
+    if greedy.any():
+        pen = np.where(greedy, pen_logits.argmax(-1), pen)
+        component = np.where(greedy, logit_pi.argmax(-1), component)
+        spread = np.where(greedy, 0.0, spread)
+    # The chosen component's mu_x, mu_y, log sigma_x, log sigma_y, raw rho (model.split_output's
+    # order: six blocks of M after the pen logits), in one gather.
+    chosen = out[rows[:, None], 3 + mixtures * np.arange(1, 6) + component[:, None]]
+    mu_x, mu_y, log_sigma_x, log_sigma_y, raw_rho = chosen.T
+    rho = np.tanh(raw_rho)
     radius = np.sqrt(-2 * np.log1p(-uniforms[:, 2]))  # 1 - u in (0, 1]: log never sees 0
-    n1, n2 = radius * np.cos(2 * np.pi * uniforms[:, 3]), radius * np.sin(2 * np.pi * uniforms[:, 3])
-    spread = np.where(greedy, 0.0, np.sqrt(temperature))
-    sx = np.exp(log_sigma_x[rows, component]) * spread
-    sy = np.exp(log_sigma_y[rows, component]) * spread
+    angle = 2 * np.pi * uniforms[:, 3]
+    n1, n2 = radius * np.cos(angle), radius * np.sin(angle)
+    sx, sy = np.exp(log_sigma_x) * spread, np.exp(log_sigma_y) * spread
     return mu_x + sx * n1, mu_y + sy * (rho * n1 + np.sqrt(1 - rho**2) * n2), pen
 
 
-def pad_rows(t: Tensor | None, dim: int = 0, value: float = 0.0) -> Tensor | None:
-    """``t`` with zero (or ``value``) rows appended along ``dim`` up to a multiple of ROW_MULTIPLE."""
-    if t is None or t.shape[dim] % ROW_MULTIPLE == 0:
+def pad_rows(t: Tensor | None, multiple: int, dim: int = 0) -> Tensor | None:
+    """``t`` with zero rows appended along ``dim`` up to a multiple of ``multiple``."""
+    if t is None or t.shape[dim] % multiple == 0:
         return t
     shape = list(t.shape)
-    shape[dim] = -t.shape[dim] % ROW_MULTIPLE
-    return torch.cat([t, t.new_full(shape, value)], dim)
+    shape[dim] = -t.shape[dim] % multiple
+    return torch.cat([t, t.new_zeros(shape)], dim)
+
+
+def row_multiple(requests: list[Request]) -> int:
+    """What the rows of a decoder call serving these requests are padded to (see ROW_MULTIPLE)."""
+    return ROW_MULTIPLE if any(r.settings.seed is not None or r.settings.greedy for r in requests) else 1
 
 
 class Batch:
@@ -134,10 +148,11 @@ class Batch:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.requests: list[Request] = []  # in row order; each owns request.n consecutive rows
-        self.rngs: list[np.random.Generator] = []
+        self.rngs: list[np.random.Generator] = []  # one per request: a seeded one draws from its own
+        self.unseeded_rng = np.random.default_rng()  # the other rows draw from this, in one call
         self.rows: list[tuple[Request, int]] = []
-        # Decoder-side tensors keep their rows padded to a multiple of ROW_MULTIPLE (the padding
-        # rows step too, and nothing reads them): no copy to pad them at every step.
+        # Decoder-side tensors keep their rows padded to a multiple of row_multiple(requests) (the
+        # padding rows step too, and nothing reads them): no copy to pad them at every step.
         self.state = None  # tuple of (padded B, ...) tensors
         self.inputs = torch.zeros(0, 5, device=self.device)  # what each row's decoder reads next
         self.z = None  # (padded B, z) for a VAE
@@ -171,8 +186,8 @@ class Batch:
 
         A request is read by one row (its n alternatives start alike) or, with one z per
         alternative, by n rows. Prefixes of one length are read together in one call of the fused
-        kernel, rows padded to ROW_MULTIPLE: one row's state then depends on nothing else in the
-        call, and a wave of arrivals costs one pass (60 requests: 81 ms one by one, ~10 together)."""
+        kernel, rows padded as ``row_multiple`` says: a seeded row's state then depends on nothing
+        else in the call, and a wave of arrivals costs one pass (60 requests: 81 ms one by one, ~10 together)."""
         rngs = [np.random.default_rng(r.settings.seed) for r in requests]
         latents = [self.latent(r, rng) for r, rng in zip(requests, rngs)]
         readers = [1 if z is None else len(z) for z in latents]  # rows reading each prefix
@@ -181,12 +196,14 @@ class Batch:
         owner = np.repeat(np.arange(len(requests)), readers)
         state = self.model.initial_state(len(owner), z)
         pending = torch.tensor([S0], device=self.device).repeat(len(owner), 1)
+        multiple = row_multiple(requests)
         for length in sorted({len(units[i]) for i in owner} - {0}):
             index = [row for row, i in enumerate(owner) if len(units[i]) == length]
             sequences = torch.stack([torch.cat([pending[row : row + 1], units[owner[row]][:-1]]) for row in index], 1)
             rows = torch.tensor(index, device=self.device)
-            _, read = self.model.decode(pad_rows(sequences, 1), tuple(pad_rows(s[rows]) for s in state),
-                                        z=None if z is None else pad_rows(z[rows]))
+            _, read = self.model.decode(pad_rows(sequences, multiple, 1),
+                                        tuple(pad_rows(s[rows], multiple) for s in state),
+                                        z=None if z is None else pad_rows(z[rows], multiple))
             state = tuple(s.index_copy(0, rows, r[: len(index)]) for s, r in zip(state, read))
             pending = pending.index_copy(0, rows, torch.stack([units[owner[row]][-1] for row in index]))
         # One reader per request: its n alternatives start from copies of its state.
@@ -207,7 +224,9 @@ class Batch:
             state = tuple(torch.cat([a[:live], b]) for a, b in zip(self.state, state))
             inputs = torch.cat([self.inputs[:live], inputs])
             z = None if z is None else torch.cat([self.z[:live], z])
-        self.state, self.inputs, self.z = tuple(pad_rows(s) for s in state), pad_rows(inputs), pad_rows(z)
+        multiple = row_multiple(self.requests)
+        self.state = tuple(pad_rows(s, multiple) for s in state)
+        self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)
         self.position = np.concatenate([self.position, per_row([r.origin for r in requests], np.float64)])
         self.count = np.concatenate([self.count, per_row([0] * len(requests), np.int64)])
         self.live = np.concatenate([self.live, per_row([True] * len(requests), bool)])
@@ -224,7 +243,12 @@ class Batch:
         still draws) but draw nothing."""
         rows = len(self.rows)
         out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
-        uniforms = np.concatenate([rng.random((r.n, 4)) for r, rng in zip(self.requests, self.rngs)])
+        uniforms = self.unseeded_rng.random((rows, 4))
+        row = 0
+        for r, rng in zip(self.requests, self.rngs):
+            if r.settings.seed is not None:
+                uniforms[row : row + r.n] = rng.random((r.n, 4))
+            row += r.n
         dx, dy, pen = sample_points(out[0, :rows].float().cpu().numpy(), self.model.config.mixtures,
                                     self.temperature, self.discrete_temperature, self.greedy, uniforms, self.count > 0)
         # The sampled point as the next stroke-5 input: [dx, dy, one-hot pen].
@@ -260,9 +284,10 @@ class Batch:
         self.rngs = [g for r, g in zip(self.requests, self.rngs) if r not in gone]
         self.requests = [r for r in self.requests if r not in gone]
         self.rows = [row for row, kept in zip(self.rows, keep) if kept]
-        self.state = tuple(pad_rows(s[:rows][index]) for s in self.state)
-        self.inputs = pad_rows(self.inputs[:rows][index])
-        self.z = None if self.z is None else pad_rows(self.z[:rows][index])
+        multiple = row_multiple(self.requests)
+        self.state = tuple(pad_rows(s[:rows][index], multiple) for s in self.state)
+        self.inputs = pad_rows(self.inputs[:rows][index], multiple)
+        self.z = None if self.z is None else pad_rows(self.z[:rows][index], multiple)
         for name in ("position", "count", "live", "scale", "cap", "temperature", "discrete_temperature", "greedy"):
             setattr(self, name, getattr(self, name)[keep])
         return list(gone)

@@ -1,9 +1,11 @@
-"""Shared fixtures: the real datasets in ../shared/data, and Magenta's own sketch-rnn-js in Node.js,
-each skipped with a reason where absent."""
+"""Shared fixtures: the real datasets in ../shared/data, Magenta's own sketch-rnn-js in Node.js
+(each skipped with a reason where absent), and what the tests that start servers share."""
 
 import json
 import shutil
+import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,25 @@ def reference(magenta_sketch):
         return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function returning a loopback TCP port that nothing listens on now."""
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return pick
+
+
+@pytest.fixture(scope="session")
+def health():
+    """A function returning a server's /healthz answer on a loopback port."""
+
+    def ask(port: int) -> dict:
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
+
+    return ask

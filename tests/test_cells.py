@@ -85,6 +85,19 @@ def test_gradcheck_float64(name):
     assert torch.autograd.gradcheck(run_params, tuple(p.detach().requires_grad_() for p in params))
 
 
+@pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
+def test_one_step_through_the_fused_cell_equals_the_cell(name):
+    torch.manual_seed(5)
+    layer = RecurrentLayer(make_cell(name, 5, 8)).eval()
+    x = torch.randn(1, 3, 5)
+    state = tuple(torch.randn(3, n) for n in layer.cell.state_sizes)
+    out, final = layer(x, state=state)
+    h, expected = layer.cell.step(layer.cell.project_input(x[0]), state)
+    torch.testing.assert_close(out[0], h, **TOL)
+    for a, b in zip(final, expected):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_gradcheck_unrolled_padded_layer(name):
     """The time loop's gradients against finite differences, over a padded batch: covers the

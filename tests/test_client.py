@@ -2,7 +2,6 @@
 `sketchrnn serve` with the default model."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "runs" / "screenshots"
 MODEL_RED = (214, 39, 40)  # COLORS[0] in client/app.js
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(port: int, *models: str) -> subprocess.Popen:
     extra = ["--model", *models] if models else []
     proc = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), *extra],
@@ -43,7 +36,7 @@ def start_server(port: int, *models: str) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(free_port):
     port = free_port()
     proc = start_server(port)
     state = {"port": port, "proc": proc}
@@ -102,7 +95,7 @@ def test_draw_and_watch_the_model_finish(page):
     page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=30000)
     complete = [m for m in page.sent if m["type"] == "complete"][-1]
     assert complete["model"] == "sheep" and len(complete["strokes"]) == 1 and len(complete["strokes"][0]) > 20
-    assert complete["n"] == 3 and complete["temperature"] == 0.25
+    assert complete["n"] == 3 and complete["temperature"] == 0.25 and complete["pen_temperature"] == 1
     assert model_pixels(page) > 50, "the continuation should be on the canvas in its colour"
     assert page.locator("#alternatives button").count() == 3
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -116,12 +109,14 @@ def test_drawing_again_cancels_undo_clear_and_settings(page):
     page.select_option("#model", "sheep")
     page.fill("#n", "2")
     page.locator("#temperature").fill("0.5")
+    page.locator("#pen-temperature").fill("0.75")
     draw_cloud(page)
     page.wait_for_function("document.getElementById('status').textContent.includes('drawing')")
     draw_cloud(page, 350, 300)  # starts while the first ending may still stream
     page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=30000)
     completes = [m for m in page.sent if m["type"] == "complete"]
     assert completes[-1]["n"] == 2 and completes[-1]["temperature"] == 0.5 and len(completes[-1]["strokes"]) == 2
+    assert completes[-1]["pen_temperature"] == 0.75
     assert any(m["type"] == "cancel" for m in page.sent) or len(completes) == 2
     page.click("#undo")
     assert page.evaluate("document.querySelectorAll('#alternatives button').length") == 0
@@ -150,7 +145,7 @@ def test_server_gone_then_back(page, server):
     page.wait_for_selector("#connection[data-ok=yes]", timeout=20000)
 
 
-def test_with_several_models_auto_guesses_and_says_so(browser, shared_data):
+def test_with_several_models_auto_guesses_and_says_so(browser, shared_data, free_port):
     """Two models served: the page offers auto as its default and shows the server's guess."""
     port = free_port()
     proc = start_server(port, str(shared_data / "models" / "monkey.gen.json"), str(DEFAULT_MODEL))

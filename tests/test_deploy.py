@@ -6,7 +6,6 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +23,6 @@ if not Path(NGINX).exists():
 DRAWING = [[[100, 100], [160, 90], [230, 100], [260, 140]], [[150, 120], [152, 160]]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(url: str, process: subprocess.Popen) -> None:
     for _ in range(300):
         try:
@@ -42,7 +35,7 @@ def wait_for(url: str, process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def deployment(tmp_path):
+def deployment(tmp_path, free_port):
     """Two backends and nginx in front, as docs/deploy.md configures them (no TLS)."""
     public = free_port()
     origin = f"http://127.0.0.1:{public}"

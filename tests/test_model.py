@@ -16,7 +16,7 @@ from sketchrnn.cli import main
 from sketchrnn.core.engine import TrainConfig, exponential_anneal
 from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, split_output, step_nll, training_loss
-from sketchrnn.sampler import Batch, Request, Settings, complete, prepare_strokes, sample, typical_extent
+from sketchrnn.sampler import ROW_MULTIPLE, Batch, Request, Settings, complete, prepare_strokes, sample, typical_extent
 from sketchrnn.strokes import read_ndjson, resample, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
 
@@ -161,6 +161,25 @@ def test_models_download_from_a_local_server(shared_data, tmp_path):
         assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["rabbit.gen.json"]
     finally:
         server.shutdown()
+
+
+def test_rows_are_padded_only_while_a_seeded_or_greedy_request_needs_it(shared_data):
+    loaded = load_model(shared_data / "models" / "sheep.gen.json")
+    nothing = np.zeros((0, 3), np.float32)
+    batch = Batch(loaded.model)
+    batch.add([Request(nothing, loaded.scale_factor, 1, Settings(max_points=500))])
+    batch.step()
+    assert batch.state[0].shape[0] == 1  # one stream: one row, a matrix-vector product
+    seeded = Request(nothing, loaded.scale_factor, 2, Settings(seed=1, max_points=500))
+    batch.add([seeded])
+    batch.step()
+    assert batch.state[0].shape[0] == ROW_MULTIPLE
+    batch.remove([seeded])
+    batch.add([Request(nothing, loaded.scale_factor, 2, Settings(greedy=True, max_points=500))])
+    assert batch.state[0].shape[0] == ROW_MULTIPLE
+    batch.remove(batch.requests[1:])
+    batch.step()
+    assert batch.state[0].shape[0] == 1 and len(batch) == 1
 
 
 def test_a_seeded_request_repeats_exactly_whatever_shares_its_batch(shared_data):

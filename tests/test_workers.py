@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from websockets.asyncio.client import connect
@@ -20,17 +19,7 @@ pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="--w
 SQUARE = [[[100, 100], [200, 100], [200, 200], [100, 200], [100, 100]]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def health(port: int) -> dict:
-    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
-
-
-def worker_pids(port: int, seconds: float = 60) -> dict[int, int]:
+def worker_pids(port: int, health, seconds: float = 60) -> dict[int, int]:
     """worker index -> pid, from /healthz answers (the kernel spreads connections over both)."""
     seen, deadline = {}, time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -75,12 +64,12 @@ def test_bad_workers_value_is_refused():
     assert "--workers must be at least 1, got 0" in result.stderr
 
 
-def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully():
+def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully(free_port, health):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--workers", "2", "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        pids = worker_pids(port)
+        pids = worker_pids(port, health)
         assert len(pids) == 2 and len(set(pids.values())) == 2
 
         async def scenario():
@@ -99,7 +88,7 @@ def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully():
             # Restarted: worker 0 answers again, from a new process.
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                again = worker_pids(port, 5)
+                again = worker_pids(port, health, 5)
                 if again.get(0) not in (None, pids[0]):
                     break
                 await asyncio.sleep(0.2)
@@ -128,12 +117,12 @@ def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully():
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="workers follow a killed supervisor through PR_SET_PDEATHSIG")
-def test_kill_9_of_the_supervisor_leaves_no_worker_behind():
+def test_kill_9_of_the_supervisor_leaves_no_worker_behind(free_port, health):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--workers", "2", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        pids = worker_pids(port)
+        pids = worker_pids(port, health)
         assert len(pids) == 2
     finally:
         server.kill()

@@ -13,7 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import _VF, Tensor, nn
 
 State = tuple[Tensor, ...]
 
@@ -100,6 +100,17 @@ class _TorchLayoutCell(RecurrentCell):
 
     def fused_weights(self) -> list[Tensor]:
         return [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+
+    def fused_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """``forward`` in one call of torch's fused cell kernel (what ``nn.LSTMCell`` & co. run):
+        the same function without recurrent dropout. A sampler's step at batch 1 is a handful of
+        microseconds of arithmetic, so the dozen calls of the unfused step would cost more."""
+        kernel = getattr(_VF, f"{self.fused_mode}_cell")
+        if self.fused_mode == "lstm":
+            h, c = kernel(x, state, *self.fused_weights())
+            return h, (h, c)
+        h = kernel(x, state[0], *self.fused_weights())
+        return h, (h,)
 
 
 class ElmanCell(_TorchLayoutCell):

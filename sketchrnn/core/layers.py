@@ -21,8 +21,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from sketchrnn.core.cells import RecurrentCell, State, fast_dropout, make_cell
 
-# Below this many steps the fused kernel's per-call setup (oneDNN on CPU) costs more than the
-# Python loop saves; one-token stepping must never take it (about 10x slower than a cell step).
+# Below this many steps the fused sequence kernel's per-call setup (oneDNN on CPU) costs more than
+# the Python loop saves (one step through it is about 10x a cell step); a single step takes the
+# fused cell kernel instead.
 FUSED_MIN_STEPS = 8
 
 # Our cells own their weights as separate parameters, so cuDNN repacks them on every call and
@@ -66,10 +67,10 @@ class RecurrentLayer(nn.Module):
         self.cell = cell
         self.fused = fused  # allow torch's fused kernel where it computes the same function
 
-    def uses_fused_kernel(self, steps: int) -> bool:
+    def fused_allowed(self) -> bool:
+        """torch's fused kernels compute this cell's function now (they know no recurrent dropout)."""
         cell = self.cell
-        dropout_active = cell.dropout > 0 and self.training
-        return self.fused and cell.fused_mode is not None and not dropout_active and steps >= FUSED_MIN_STEPS
+        return self.fused and cell.fused_mode is not None and not (cell.dropout > 0 and self.training)
 
     def forward(
         self, x: Tensor, lengths: Tensor | None = None, state: State | None = None
@@ -81,8 +82,11 @@ class RecurrentLayer(nn.Module):
             lengths = lengths.to(x.device)
             if bool((lengths == steps).all()):
                 lengths = None  # nothing padded: skip the masking
-        if self.uses_fused_kernel(steps):
+        if self.fused_allowed() and steps >= FUSED_MIN_STEPS:
             return self._fused(x, lengths, state)
+        if self.fused_allowed() and steps == 1 and lengths is None:  # a sampler's step
+            h, state = self.cell.fused_step(x[0], state)
+            return h[None], state
         # One matmul for the input side of every step; the loop does only the recurrent part.
         # Iterate with unbind: indexing xp[t] inside the loop makes backward O(T^2).
         xp = self.cell.project_input(x)
