@@ -3,7 +3,7 @@
 Training step = forward + backward over a whole padded-free batch; stepping = one step with no
 gradient (what a sampler does per point). Prints a Markdown table for BENCHMARKS.md.
 
-    python bench/bench_cells.py [--repeats 7]
+    python bench/bench_cells.py [--repeats 7] [--compile]
 """
 
 import argparse
@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from sketchrnn.core import RecurrentLayer, make_cell
+from sketchrnn.core import RecurrentLayer, compile_steps, make_cell
 
 SHAPES = {  # name: (batch, steps, input, hidden)
     "sketch": (100, 200, 5, 512),  # Sketch-RNN decoder: batch 100, up to 200 points, stroke-5 in
@@ -28,6 +28,8 @@ VARIANTS = [  # label, cell name, recurrent dropout
     ("layer_norm + dropout 0.1", "layer_norm", 0.1),
     ("hyper", "hyper", 0.0),
 ]
+COMPILED = [("lstm + dropout 0.1", "lstm", 0.1), ("layer_norm", "layer_norm", 0.0),  # with --compile
+            ("layer_norm + dropout 0.1", "layer_norm", 0.1), ("hyper", "hyper", 0.0)]
 
 
 def interleaved(fns: dict, repeats: int) -> dict:
@@ -78,6 +80,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7,
                         help="timed rounds; each round runs every implementation once")
+    parser.add_argument("--compile", action="store_true",
+                        help="also train the unrolled cells with their step compiled (compile_steps; "
+                             "the compilation, in the warm-up round, is not timed)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
@@ -88,6 +93,10 @@ def main():
         fns = {"torch.nn.LSTM": train_step_fn(nn.LSTM(inp, hidden), x)}
         for label, name, dropout in VARIANTS:
             fns[label] = train_step_fn(RecurrentLayer(make_cell(name, inp, hidden, dropout)).train(), x)
+        for label, name, dropout in COMPILED if args.compile else []:
+            layer = RecurrentLayer(make_cell(name, inp, hidden, dropout)).train()
+            compile_steps(layer)
+            fns[f"{label} (compiled step)"] = train_step_fn(layer, x)
         for i, (label, (seconds, ratio)) in enumerate(interleaved(fns, args.repeats).items()):
             rows.append((f"train {shape} B{batch} T{steps} H{hidden}" if i == 0 else "", label, seconds * 1e3, ratio))
 

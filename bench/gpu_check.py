@@ -16,7 +16,7 @@ from load import measure
 from serving import serving
 from torch import nn
 
-from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, make_cell
+from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, compile_steps, make_cell
 from sketchrnn.core.engine import TrainConfig, load_checkpoint, train
 from sketchrnn.long_range import SequenceRegressor, adding_batch
 from sketchrnn.text import TextConfig, TextTrainConfig, generate, load_text_model, train_text_model
@@ -85,6 +85,12 @@ def speed() -> None:
     for name in CELLS:
         fns[name] = RecurrentLayer(make_cell(name, inp, hidden)).cuda()
     fns["lstm + dropout 0.1 (loop)"] = RecurrentLayer(make_cell("lstm", inp, hidden, 0.1)).cuda()
+    # --compile: where an unrolled cell's dozen kernels a step are launch-bound (issue #14).
+    for label, name, dropout in (("lstm + dropout 0.1", "lstm", 0.1), ("layer_norm", "layer_norm", 0.0),
+                                 ("layer_norm + dropout 0.1", "layer_norm", 0.1), ("hyper", "hyper", 0.0)):
+        layer = RecurrentLayer(make_cell(name, inp, hidden, dropout)).cuda()
+        compile_steps(layer)
+        fns[f"{label} (compiled step)"] = layer
     times = {}
     for label, module in fns.items():
         def run(module=module):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, make_cell
+from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, compile_steps, make_cell
 from sketchrnn.core.cells import HyperLSTMCell, LayerNormLSTMCell
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -198,3 +198,43 @@ def test_lstm_init_forget_bias_and_orthogonal_blocks():
     assert torch.all(bias[16:32] == 1.0) and torch.all(bias[:16] == 0) and torch.all(bias[32:] == 0)
     for block in cell.weight_hh.detach().chunk(4, 0):
         torch.testing.assert_close(block @ block.T, torch.eye(16), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_compiled_steps_equal_the_eager_ones(name):
+    """``--compile``: the loop through torch.compile's step gives the eager loop's outputs and
+    gradients (whose own gradients are checked against finite differences above). Without
+    dropout: compiled code draws its masks from a random stream of its own."""
+    torch.manual_seed(6)
+    eager = RecurrentLayer(make_cell(name, 3, 8), fused=False).train()
+    fast = RecurrentLayer(make_cell(name, 3, 8), fused=False).train()
+    fast.load_state_dict(eager.state_dict())
+    assert compile_steps(fast) == 1
+    x, lengths = torch.randn(6, 4, 3), torch.tensor([6, 3, 5, 1])
+    results = []
+    for layer in (eager, fast):
+        out, state = layer(x, lengths)
+        (out.sum() + state[0].sum()).backward()
+        results.append((out, state, [p.grad for p in layer.parameters()]))
+    (out_e, state_e, grads_e), (out_f, state_f, grads_f) = results
+    torch.testing.assert_close(out_f, out_e, **TOL)
+    for a, b in zip(state_f, state_e):
+        torch.testing.assert_close(a, b, **TOL)
+    for a, b in zip(grads_f, grads_e):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    def no_compiler(fn, **options):
+        def broken(*args):
+            raise RuntimeError("no C++ compiler found")
+        return broken
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    torch.manual_seed(8)
+    layer = RecurrentLayer(make_cell("layer_norm", 3, 8), fused=False)
+    expected, _ = layer(torch.ones(4, 2, 3))
+    compile_steps(layer)
+    with pytest.warns(UserWarning, match="torch.compile failed.*no C\\+\\+ compiler"):
+        out, _ = layer(torch.ones(4, 2, 3))
+    torch.testing.assert_close(out, expected)

@@ -1,7 +1,7 @@
 """The recurrent core: cells behind one interface, layers that unroll them, and the BPTT engine."""
 
 from sketchrnn.core.cells import CELLS, RecurrentCell, State, fast_dropout, make_cell
-from sketchrnn.core.layers import BidirectionalLayer, RecurrentLayer, RecurrentStack
+from sketchrnn.core.layers import BidirectionalLayer, RecurrentLayer, RecurrentStack, compile_steps
 
 __all__ = [
     "CELLS",
@@ -10,6 +10,7 @@ __all__ = [
     "RecurrentLayer",
     "RecurrentStack",
     "State",
+    "compile_steps",
     "fast_dropout",
     "make_cell",
 ]

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sketchrnn.core import distributed
+from sketchrnn.core.layers import compile_steps
 
 
 def option(default, help: str, **argparse_extra):
@@ -67,6 +68,10 @@ class TrainConfig:
     seed: int = option(0, "seeds initialisation, dropout and the data order")
     device: str = option("auto", "where to train: cpu, cuda, or auto (cuda where there is one); "
                          "checkpoints always load on the CPU")
+    # Measured on this project's 2-core CPU: no faster (bench_cells.py --compile); meant for GPUs,
+    # where an unrolled cell's dozen small kernels a step are launch-bound.
+    compile: bool = option(False, "compile each unrolled cell's step with torch.compile (steps eagerly, "
+                           "with a warning, where no compiler works)")
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -254,6 +259,8 @@ def train(
     progress = progress and group.main
     bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and bf16_is_fast(device)
     model.to(device).train()
+    if cfg.compile:
+        compile_steps(model)
     # DDP averages the gradients over the ranks inside backward; evaluation and checkpoints use
     # the plain model.
     net = DistributedDataParallel(model) if group.world > 1 else model

@@ -13,6 +13,7 @@ Tensors are time-major. A padded batch of B sequences of lengths L_b, longest T:
     t=3    x    .    .
 """
 
+import functools
 import warnings
 
 import torch
@@ -59,6 +60,38 @@ class _RecurrentWeightGrad(torch.autograd.Function):
         return grad, (grad.flatten(0, 1).t() @ previous_h.flatten(0, 1)).to(ctx.weight_dtype), None
 
 
+def compiled(step):
+    """``step`` through torch.compile, or ``step`` itself, with one warning, where compiling fails
+    (no C++ compiler for the CPU backend, no Triton for CUDA): compilation happens at the first
+    call, so that is where the fallback is decided."""
+    fast = torch.compile(step, dynamic=False)
+    chosen = None
+
+    @functools.wraps(step)
+    def run(*args):
+        nonlocal chosen
+        if chosen is None:
+            try:
+                result, chosen = fast(*args), fast
+                return result
+            except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly instead
+                warnings.warn(f"torch.compile failed, the cell steps eagerly: {type(error).__name__}: {error}",
+                              stacklevel=2)
+                chosen = step
+        return chosen(*args)
+
+    return run
+
+
+def compile_steps(module: nn.Module) -> int:
+    """Compile the step of every unrolled cell in ``module`` (``--compile``): the loop then runs
+    a few fused kernels a step instead of a dozen or two. Returns how many layers it compiled."""
+    layers = [m for m in module.modules() if isinstance(m, RecurrentLayer)]
+    for layer in layers:
+        layer.compiled_step = compiled(layer.cell.step)
+    return len(layers)
+
+
 class RecurrentLayer(nn.Module):
     """Unrolls one cell over a padded, time-major batch."""
 
@@ -66,6 +99,7 @@ class RecurrentLayer(nn.Module):
         super().__init__()
         self.cell = cell
         self.fused = fused  # allow torch's fused kernel where it computes the same function
+        self.compiled_step = None  # the cell's step through torch.compile (compile_steps)
 
     def fused_allowed(self) -> bool:
         """torch's fused kernels compute this cell's function now (they know no recurrent dropout)."""
@@ -90,7 +124,7 @@ class RecurrentLayer(nn.Module):
         # One matmul for the input side of every step; the loop does only the recurrent part.
         # Iterate with unbind: indexing xp[t] inside the loop makes backward O(T^2).
         xp = self.cell.project_input(x)
-        step = self.cell.step
+        cell_step = step = self.compiled_step or self.cell.step
         if self.cell.additive_recurrence and torch.is_grad_enabled() and self.cell.weight_hh.requires_grad:
             previous_h: list[Tensor] = []
             xp = _RecurrentWeightGrad.apply(xp, self.cell.weight_hh, previous_h)
@@ -98,7 +132,7 @@ class RecurrentLayer(nn.Module):
 
             def step(xp_t, state):
                 previous_h.append(state[0].detach())
-                return self.cell.step(xp_t, state, weight_hh)
+                return cell_step(xp_t, state, weight_hh)
 
         if lengths is None:
             outputs = []
