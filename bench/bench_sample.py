@@ -44,6 +44,16 @@ def weight_read_floor(model) -> float:
     return per_call(lambda: (lstm @ x, head @ h), 2000)
 
 
+def matmul_floor(model, rows: int) -> float:
+    """Seconds for the products a decoder step at ``rows`` rows cannot avoid, in torch on its
+    current threads: [x, h] (rows x (5 + H)) times [W_ih | W_hh]^T, and h times the head's W^T."""
+    cell = model.decoder.cell
+    lstm = torch.cat([cell.weight_ih, cell.weight_hh], 1).detach()
+    head = model.output.weight.detach()
+    xh, h = torch.rand(rows, lstm.shape[1]), torch.rand(rows, head.shape[1])
+    return per_call(lambda: (xh @ lstm.t(), h @ head.t()), 200)
+
+
 def step_time(loaded, rows: int, steps: int, seeded: bool = False) -> tuple[float, float]:
     """(seconds per step, points drawn per second) for ``rows`` streams drawing from nothing, each
     its own request, a finished one replaced at once by a new one."""
@@ -76,7 +86,7 @@ def main():
     args = parser.parse_args()
     loaded = load_model(args.model)
     results: dict[str, list[float]] = {name: [] for name in ("floor", "batch 1", "batch 1 seeded", "batch 64",
-                                                              "batch 64 points/s")}
+                                                              "batch 64 points/s", "batch 64 floor")}
     with torch.no_grad():
         for _ in range(args.rounds):
             torch.set_num_threads(1)
@@ -84,13 +94,14 @@ def main():
             results["batch 1"].append(step_time(loaded, 1, args.steps)[0])
             results["batch 1 seeded"].append(step_time(loaded, 1, args.steps, seeded=True)[0])
             torch.set_num_threads(args.threads)
+            results["batch 64 floor"].append(matmul_floor(loaded.model, 64))
             seconds, points = step_time(loaded, 64, args.steps // 3)
             results["batch 64"].append(seconds)
             results["batch 64 points/s"].append(points)
     m = {name: statistics.median(v) for name, v in results.items()}
 
-    def times_floor(name: str) -> float:
-        return statistics.median(t / f for t, f in zip(results[name], results["floor"]))
+    def times_floor(name: str, floor: str = "floor") -> float:
+        return statistics.median(t / f for t, f in zip(results[name], results[floor]))
 
     print(f"{loaded.name} ({loaded.model.config.cell} {loaded.model.config.hidden}), torch {torch.__version__}, "
           f"median of {args.rounds} rounds:")
@@ -100,7 +111,8 @@ def main():
     print(f"Batch.step, batch 1 seeded, 1 thread:   {m['batch 1 seeded'] * 1e3:.3f} ms per point = "
           f"{times_floor('batch 1 seeded'):.1f}x the floor")
     print(f"Batch.step, batch 64, {args.threads} thread(s):      {m['batch 64'] * 1e3:.3f} ms per step, "
-          f"{m['batch 64 points/s']:,.0f} points/s drawn")
+          f"{m['batch 64 points/s']:,.0f} points/s drawn; its matrix products alone {m['batch 64 floor'] * 1e3:.3f} "
+          f"ms = {64 / m['batch 64 floor']:,.0f} rows/s (step = {times_floor('batch 64', 'batch 64 floor'):.2f}x them)")
 
 
 if __name__ == "__main__":
