@@ -114,7 +114,8 @@ def speed() -> None:
 def serve_on_gpu() -> None:
     with serving("--device", "cuda", "--workers", "1", "--rate", "1000") as (port, _):
         for clients in (100, 300):
-            r = asyncio.run(measure(f"ws://127.0.0.1:{port}/ws", clients, 30.0, {}))
+            # What the browser sends (load.py's default): no seed, pen temperature 1.
+            r = asyncio.run(measure(f"ws://127.0.0.1:{port}/ws", clients, 30.0, {"pen_temperature": 1.0}, False))
             print(f"serve --device cuda, {clients} clients, 30 s: {r['points_per_s']:.0f} points/s, "
                   f"first point p99 {r['first_p99_ms']:.1f} ms, {r['errors']} errors")
 
