@@ -3,7 +3,6 @@
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 import torch
@@ -37,7 +36,7 @@ def load_served_models(args: argparse.Namespace) -> dict:
 def serve_worker(args: argparse.Namespace, index: int, count: int, ready) -> None:
     """One of ``--workers`` processes: its share of the cores, its own models, the shared port;
     ``ready`` is set once it listens."""
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+    torch.set_num_threads(max(1, default_workers() // count))  # the cores this process may use, shared
     models = load_served_models(args)
 
     async def serve_until_stopped():
@@ -92,7 +91,9 @@ def add_commands(commands) -> None:
     sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
                                                  "(default: this server and localhost, and none)")
     # Measured on 2 cores (BENCHMARKS.md): 2 processes serve 100 clients at 14,200 points/s, first
-    # point p99 58 ms; one process 9,400 points/s, p99 99 ms. Each process costs ~260 MB.
+    # point p99 58 ms, where one process serves 9,400 points/s, p99 99 ms (seeded load; with the
+    # browser's load and today's sampler, 2 processes: 13,700-15,900 points/s, p99 40-50 ms).
+    # Each process costs ~260 MB.
     sv.add_argument("--workers", type=int, default=default_workers(),
                     help="server processes sharing the port (SO_REUSEPORT), each with its own event loop, model "
                          "thread and share of the cores, ~260 MB each; a dead one is restarted "
