@@ -80,7 +80,7 @@ def rfeinman_steps(folder: Path, batches):
 
     def decoder(dropout: float):
         layer = torch.jit.script(LSTMLayer(LSTMCell(5 + Z, HIDDEN, r_dropout=dropout))).train()
-        inputs = [torch.cat([b.inputs, torch.randn(1, BATCH, Z).expand(len(b.inputs), -1, -1)], -1) for b in batches]
+        inputs = ours.decoder_inputs(batches)
 
         def run():
             state = (torch.zeros(BATCH, HIDDEN), torch.zeros(BATCH, HIDDEN))

@@ -34,22 +34,24 @@ def per_call(fn, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def weight_read_floor(model) -> float:
-    """Seconds for y = W x over every weight a decoder step multiplies: the recurrent cell's
-    [W_ih | W_hh] (4H x (5 + H)) and the output head ((3 + 6M) x H)."""
+def step_weights(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every weight a decoder step multiplies: the recurrent cell's [W_ih | W_hh] (4H x (5 + H))
+    and the output head's W ((3 + 6M) x H)."""
     cell = model.decoder.cell
-    lstm = np.ascontiguousarray(torch.cat([cell.weight_ih, cell.weight_hh], 1).detach().numpy())
-    head = np.ascontiguousarray(model.output.weight.detach().numpy())
+    return torch.cat([cell.weight_ih, cell.weight_hh], 1).detach(), model.output.weight.detach()
+
+
+def weight_read_floor(model) -> float:
+    """Seconds for y = W x over ``step_weights`` in numpy (OpenBLAS's sgemv)."""
+    lstm, head = (np.ascontiguousarray(w.numpy()) for w in step_weights(model))
     x, h = np.random.rand(lstm.shape[1]).astype(np.float32), np.random.rand(head.shape[1]).astype(np.float32)
     return per_call(lambda: (lstm @ x, head @ h), 2000)
 
 
 def matmul_floor(model, rows: int) -> float:
     """Seconds for the products a decoder step at ``rows`` rows cannot avoid, in torch on its
-    current threads: [x, h] (rows x (5 + H)) times [W_ih | W_hh]^T, and h times the head's W^T."""
-    cell = model.decoder.cell
-    lstm = torch.cat([cell.weight_ih, cell.weight_hh], 1).detach()
-    head = model.output.weight.detach()
+    current threads: [x, h] (rows x (5 + H)) and h times ``step_weights`` transposed."""
+    lstm, head = step_weights(model)
     xh, h = torch.rand(rows, lstm.shape[1]), torch.rand(rows, head.shape[1])
     return per_call(lambda: (xh @ lstm.t(), h @ head.t()), 200)
 

@@ -63,11 +63,16 @@ def vae_step(batches: list[StrokeBatch]):
     return run
 
 
+def decoder_inputs(batches: list[StrokeBatch]) -> list[torch.Tensor]:
+    """What a VAE's decoder reads: each batch's stroke-5 inputs beside a random z, (T, B, 5 + Z)."""
+    return [torch.cat([b.inputs, torch.randn(1, BATCH, Z).expand(len(b.inputs), -1, -1)], -1) for b in batches]
+
+
 def decoder_alone(batches: list[StrokeBatch], dropout: float):
-    """Forward and backward of the decoder layer alone on [stroke-5, z] inputs (T, B, 5 + Z)."""
+    """Forward and backward of the decoder layer alone on ``decoder_inputs``."""
     torch.manual_seed(0)
     layer = RecurrentLayer(make_cell("lstm", 5 + Z, HIDDEN, dropout)).train()
-    inputs = [torch.cat([b.inputs, torch.randn(1, BATCH, Z).expand(len(b.inputs), -1, -1)], -1) for b in batches]
+    inputs = decoder_inputs(batches)
     calls = iter(range(10**9))
 
     def run():
