@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from sketchrnn.checkpoints import load_model  # noqa: E402
-from sketchrnn.sampler import Batch, Request, Settings  # noqa: E402
+from sketchrnn.sampler import Batch, LSTMStep, Request, Settings, set_threads  # noqa: E402
 
 MONKEY = "../shared/data/models/monkey.gen.json"
 
@@ -34,26 +34,15 @@ def per_call(fn, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def step_weights(model) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every weight a decoder step multiplies: the recurrent cell's [W_ih | W_hh] (4H x (5 + H))
-    and the output head's W ((3 + 6M) x H)."""
-    cell = model.decoder.cell
-    return torch.cat([cell.weight_ih, cell.weight_hh], 1).detach(), model.output.weight.detach()
-
-
-def weight_read_floor(model) -> float:
-    """Seconds for y = W x over ``step_weights`` in numpy (OpenBLAS's sgemv)."""
-    lstm, head = (np.ascontiguousarray(w.numpy()) for w in step_weights(model))
-    x, h = np.random.rand(lstm.shape[1]).astype(np.float32), np.random.rand(head.shape[1]).astype(np.float32)
-    return per_call(lambda: (lstm @ x, head @ h), 2000)
-
-
-def matmul_floor(model, rows: int) -> float:
-    """Seconds for the products a decoder step at ``rows`` rows cannot avoid, in torch on its
-    current threads: [x, h] (rows x (5 + H)) and h times ``step_weights`` transposed."""
-    lstm, head = step_weights(model)
-    xh, h = torch.rand(rows, lstm.shape[1]), torch.rand(rows, head.shape[1])
-    return per_call(lambda: (xh @ lstm.t(), h @ head.t()), 200)
+def products_time(model, rows: int, calls: int) -> float:
+    """Seconds for the matrix products a decoder step at ``rows`` rows cannot avoid, with the
+    weights laid out as the sampler's LSTMStep lays them ([x, h] @ W, then h @ the head's W), on
+    numpy's BLAS threads. One row is a vector: the weights read once (sgemv)."""
+    step = LSTMStep(model)
+    shape = () if rows == 1 else (rows,)
+    xh = np.random.rand(*shape, step.weight.shape[0]).astype(np.float32)
+    h = np.random.rand(*shape, step.head.shape[0]).astype(np.float32)
+    return per_call(lambda: (xh @ step.weight, h @ step.head), calls)
 
 
 def step_time(loaded, rows: int, steps: int, seeded: bool = False) -> tuple[float, float]:
@@ -84,19 +73,20 @@ def main():
     parser.add_argument("--model", default=MONKEY, help=f"a Sketch-RNN model file (default: {MONKEY})")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per round (default: 300)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians reported (default: 5)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads at batch 64 (default: 2, the cores)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads at batch 64, torch's and numpy's BLAS (default: 2, the cores)")
     args = parser.parse_args()
     loaded = load_model(args.model)
     results: dict[str, list[float]] = {name: [] for name in ("floor", "batch 1", "batch 1 seeded", "batch 64",
                                                               "batch 64 points/s", "batch 64 floor")}
     with torch.no_grad():
         for _ in range(args.rounds):
-            torch.set_num_threads(1)
-            results["floor"].append(weight_read_floor(loaded.model))
+            set_threads(1)
+            results["floor"].append(products_time(loaded.model, 1, 2000))
             results["batch 1"].append(step_time(loaded, 1, args.steps)[0])
             results["batch 1 seeded"].append(step_time(loaded, 1, args.steps, seeded=True)[0])
-            torch.set_num_threads(args.threads)
-            results["batch 64 floor"].append(matmul_floor(loaded.model, 64))
+            set_threads(args.threads)
+            results["batch 64 floor"].append(products_time(loaded.model, 64, 200))
             seconds, points = step_time(loaded, 64, args.steps // 3)
             results["batch 64"].append(seconds)
             results["batch 64 points/s"].append(points)

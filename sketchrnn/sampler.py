@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from sketchrnn.data import END, S0, stroke5, stroke5_batch, to_model_units
@@ -27,8 +28,8 @@ from sketchrnn.strokes import RDP_EPSILON, polylines_to_stroke3, rdp
 # multiple of this. On MKL's sgemm a row's result then does not depend on which other rows share
 # the call (with 1, 2 or 3 rows it does, by ~1e-6, and a sampled choice flips within a hundred
 # points): a seeded request repeats exactly and greedy alternatives are identical. Without them
-# nothing needs that, and one stream alone steps as one row: a matrix-vector product, about half
-# the time of eight padded rows.
+# nothing needs that: rows are not padded, and an LSTM decoder steps in numpy (LSTMStep), one
+# stream in a third of the time of eight padded rows through torch.
 ROW_MULTIPLE = 8
 FRAME = 255.0  # Quick, Draw! simplified drawings: the longer side scaled to 0-255
 
@@ -86,22 +87,23 @@ def _inverse_cdf(logits: np.ndarray, temperature: np.ndarray, u: np.ndarray) -> 
     """Per row, the category whose softmax(logits / temperature) CDF first exceeds u (B,)."""
     scaled = logits / temperature[:, None]
     cdf = np.cumsum(np.exp(scaled - scaled.max(-1, keepdims=True)), -1)
-    # The count of CDF entries below u is the inverse CDF (searchsorted, left).
-    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(-1), logits.shape[1] - 1)
+    # The count of CDF entries below u is the inverse CDF (searchsorted, left); u < 1 keeps it
+    # below the last entry, which u * total never exceeds.
+    return (cdf < (u * cdf[:, -1])[:, None]).sum(-1)
 
 
 def sample_points(out: np.ndarray, mixtures: int, temperature: np.ndarray, discrete_temperature: np.ndarray,
-                  greedy: np.ndarray, uniforms: np.ndarray, may_end: np.ndarray):
-    """One point per row from a step's raw decoder output (B, 3 + 6M) -> (dx, dy, pen index),
-    model units.
+                  greedy: np.ndarray, uniforms: np.ndarray, normals: np.ndarray, may_end: np.ndarray):
+    """One point per row from a step's raw decoder output (B, 3 + 6M) -> (offsets (B, 2) in
+    model units, pen index (B,)).
 
-    Row b uses temperature[b], discrete_temperature[b], greedy[b] and its own four uniforms[b]
-    (B, 4), so a row's draw depends only on its own random stream. Pen and component by inverse
-    CDF; offsets by Box-Muller. Where ``may_end[b]`` is False, end of sketch is not a choice: a
-    row that has drawn nothing yet (someone asked for more, so "already finished" is no answer;
+    Row b uses temperature[b], discrete_temperature[b], greedy[b], its own two uniforms[b] (pen,
+    component, by inverse CDF) and two standard normals[b] (the offset), so a row's draw depends
+    only on its own random stream. Where ``may_end[b]`` is False, end of sketch is not a choice:
+    a row that has drawn nothing yet (someone asked for more, so "already finished" is no answer;
     Google's models give it 5-20% at the first step of a half drawing). In numpy, on the CPU:
     at a step's sizes (a few rows of 123 numbers) each operation costs a microsecond, where a
-    torch operation costs five to ten; at batch 1 the whole draw is about thirty of them.
+    torch operation costs five to ten; at batch 1 the whole draw is about twenty-five of them.
     """
     rows = np.arange(len(out))
     out = out.astype(np.float64)  # a copy: the pen logits below are changed in place
@@ -117,13 +119,12 @@ def sample_points(out: np.ndarray, mixtures: int, temperature: np.ndarray, discr
     # The chosen component's mu_x, mu_y, log sigma_x, log sigma_y, raw rho (model.split_output's
     # order: six blocks of M after the pen logits), in one gather.
     chosen = out[rows[:, None], 3 + mixtures * np.arange(1, 6) + component[:, None]]
-    mu_x, mu_y, log_sigma_x, log_sigma_y, raw_rho = chosen.T
-    rho = np.tanh(raw_rho)
-    radius = np.sqrt(-2 * np.log1p(-uniforms[:, 2]))  # 1 - u in (0, 1]: log never sees 0
-    angle = 2 * np.pi * uniforms[:, 3]
-    n1, n2 = radius * np.cos(angle), radius * np.sin(angle)
-    sx, sy = np.exp(log_sigma_x) * spread, np.exp(log_sigma_y) * spread
-    return mu_x + sx * n1, mu_y + sy * (rho * n1 + np.sqrt(1 - rho**2) * n2), pen
+    sigma = np.exp(chosen[:, 2:4])
+    sigma *= spread[:, None]
+    rho = np.tanh(chosen[:, 4])
+    noise = normals.copy()
+    noise[:, 1] = rho * normals[:, 0] + np.sqrt(1 - rho**2) * normals[:, 1]  # y's, correlated with x's
+    return chosen[:, :2] + sigma * noise, pen
 
 
 def pad_rows(t: Tensor | None, multiple: int, dim: int = 0) -> Tensor | None:
@@ -133,6 +134,68 @@ def pad_rows(t: Tensor | None, multiple: int, dim: int = 0) -> Tensor | None:
     shape = list(t.shape)
     shape[dim] = -t.shape[dim] % multiple
     return torch.cat([t, t.new_zeros(shape)], dim)
+
+
+class LSTMStep:
+    """One step of a plain LSTM decoder and its output head, in numpy, for sampling on the CPU:
+    the weights laid out once for the product a step is, ``[x, z, h] @ W`` with W
+    ((5 + z + H) x 4H) contiguous. At batch 1 a step is a matrix-vector product over 4.5 MB of
+    weights: numpy's OpenBLAS reads them in 54 us where torch's fused cell (MKL, W transposed)
+    takes 90-150 us, and the gate arithmetic costs ~1 us an operation against torch's ~5. At
+    batch 64 on two threads it is 1.7 ms against 2.3 (bench/bench_sample.py). The same function
+    as the torch decoder's step, to float32 rounding (tests/test_model.py).
+
+    Batch steps with it only while no row is padded (no seeded or greedy request): OpenBLAS's
+    small products (the head) give a row a result that depends on its neighbours, so exact
+    repeatability stays with torch's MKL path and ROW_MULTIPLE."""
+
+    def __init__(self, model: SketchRNN):
+        w_ih, w_hh, b_ih, b_hh = (w.detach().numpy() for w in model.decoder.cell.fused_weights())
+        self.hidden = H = w_hh.shape[1]
+        # Gate columns reordered (i, f, o, g) and the sigmoid gates' halved: one tanh over all
+        # of them then gives tanh(x / 2) for i, f, o (sigmoid(x) = (1 + tanh(x / 2)) / 2, which
+        # never overflows as exp(-x) can) and tanh(x) for g.
+        order = np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]
+        halve = np.r_[np.full(3 * H, 0.5), np.ones(H)].astype(w_hh.dtype)
+        self.weight = np.ascontiguousarray(np.concatenate([w_ih, w_hh], 1)[order].T * halve)  # (5 + z + H, 4H)
+        self.bias = (b_ih + b_hh)[order] * halve
+        self.head = np.ascontiguousarray(model.output.weight.detach().numpy().T)  # (H, 3 + 6M)
+        self.head_bias = model.output.bias.detach().numpy().copy()
+
+    @staticmethod
+    def fits(model: SketchRNN) -> bool:
+        """The decoder is an LSTM whose step is torch's fused cell (no dropout now), on the CPU."""
+        layer = model.decoder
+        return (layer.cell.fused_mode == "lstm" and layer.fused_allowed()
+                and next(model.parameters()).device.type == "cpu")
+
+    def __call__(self, inputs: Tensor, state: tuple[Tensor, Tensor], z: Tensor | None):
+        """Stroke-5 inputs (B, 5), state (h, c) each (B, H) -> (raw output (B, 3 + 6M) numpy,
+        new state). Tensors in and out share memory with the arrays (CPU): no copies."""
+        h, c = (s.numpy() for s in state)
+        reads = [inputs.numpy(), h] if z is None else [inputs.numpy(), z.numpy(), h]
+        xh = np.concatenate(reads, 1)
+        # Below 8 rows one matrix-vector product per row: a matrix product first packs all 4 MB
+        # of weights, and 2-7 rows in one cost ~10x one row.
+        if len(xh) < 8:
+            gates = np.empty((len(xh), self.weight.shape[1]), self.weight.dtype)
+            for row, out in zip(xh, gates):
+                np.matmul(row, self.weight, out=out)
+        else:
+            gates = xh @ self.weight
+        gates += self.bias
+        np.tanh(gates, out=gates)
+        H = self.hidden
+        sigmoid = gates[:, : 3 * H]
+        sigmoid += 1.0
+        sigmoid *= 0.5
+        c = sigmoid[:, H : 2 * H] * c
+        c += sigmoid[:, :H] * gates[:, 3 * H :]
+        h = np.tanh(c)
+        h *= sigmoid[:, 2 * H :]
+        out = h @ self.head
+        out += self.head_bias
+        return out, (torch.from_numpy(h), torch.from_numpy(c))
 
 
 def row_multiple(requests: list[Request]) -> int:
@@ -164,6 +227,8 @@ class Batch:
         self.temperature = np.zeros(0)
         self.discrete_temperature = np.zeros(0)
         self.greedy = np.zeros(0, dtype=bool)
+        self.lstm_step = LSTMStep(model) if LSTMStep.fits(model) else None  # else torch's decoder steps
+        self.multiple = 1  # row_multiple(self.requests), what the rows are padded to now
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -224,7 +289,7 @@ class Batch:
             state = tuple(torch.cat([a[:live], b]) for a, b in zip(self.state, state))
             inputs = torch.cat([self.inputs[:live], inputs])
             z = None if z is None else torch.cat([self.z[:live], z])
-        multiple = row_multiple(self.requests)
+        self.multiple = multiple = row_multiple(self.requests)
         self.state = tuple(pad_rows(s, multiple) for s in state)
         self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)
         self.position = np.concatenate([self.position, per_row([r.origin for r in requests], np.float64)])
@@ -242,28 +307,32 @@ class Batch:
         """Sample one point on every row. Rows that ended earlier are stepped too (their request
         still draws) but draw nothing."""
         rows = len(self.rows)
-        out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
-        uniforms = self.unseeded_rng.random((rows, 4))
+        if self.lstm_step is not None and self.multiple == 1:
+            out, self.state = self.lstm_step(self.inputs, self.state, self.z)
+        else:
+            out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
+            out = out[0].float().cpu().numpy()
+        uniforms, normals = self.unseeded_rng.random((rows, 2)), self.unseeded_rng.standard_normal((rows, 2))
         row = 0
         for r, rng in zip(self.requests, self.rngs):
             if r.settings.seed is not None:
-                uniforms[row : row + r.n] = rng.random((r.n, 4))
+                uniforms[row : row + r.n] = rng.random((r.n, 2))
+                normals[row : row + r.n] = rng.standard_normal((r.n, 2))
             row += r.n
-        dx, dy, pen = sample_points(out[0, :rows].float().cpu().numpy(), self.model.config.mixtures,
-                                    self.temperature, self.discrete_temperature, self.greedy, uniforms, self.count > 0)
+        xy, pen = sample_points(out[:rows], self.model.config.mixtures, self.temperature, self.discrete_temperature,
+                                self.greedy, uniforms, normals, self.count > 0)
         # The sampled point as the next stroke-5 input: [dx, dy, one-hot pen].
-        inputs = np.zeros(tuple(self.inputs.shape), dtype=np.float32)
-        inputs[:rows, 0], inputs[:rows, 1] = dx, dy
+        inputs = np.zeros(self.inputs.shape, dtype=np.float32)
+        inputs[:rows, :2] = xy
         inputs[np.arange(rows), pen + 2] = 1.0
         self.inputs = torch.from_numpy(inputs).to(self.device)
-        offset = np.stack([dx, dy], -1) * self.scale[:, None]
-        was_live = self.live.copy()
-        ended = was_live & (pen == 2)
-        drawn = was_live & ~ended
-        self.position[drawn] += offset[drawn]
-        self.count[drawn] += 1
+        offset = xy * self.scale[:, None]
+        ended = self.live & (pen == 2)
+        drawn = self.live & (pen != 2)
+        self.position += np.where(drawn[:, None], offset, 0.0)
+        self.count += drawn
         capped = drawn & (self.count >= self.cap)
-        self.live &= ~(ended | capped)
+        self.live = drawn & ~capped
         return Points(list(self.rows), offset, self.position.copy(), pen == 1, drawn, ended, capped,
                       self.count.copy())
 
@@ -284,13 +353,20 @@ class Batch:
         self.rngs = [g for r, g in zip(self.requests, self.rngs) if r not in gone]
         self.requests = [r for r in self.requests if r not in gone]
         self.rows = [row for row, kept in zip(self.rows, keep) if kept]
-        multiple = row_multiple(self.requests)
+        self.multiple = multiple = row_multiple(self.requests)
         self.state = tuple(pad_rows(s[:rows][index], multiple) for s in self.state)
         self.inputs = pad_rows(self.inputs[:rows][index], multiple)
         self.z = None if self.z is None else pad_rows(self.z[:rows][index], multiple)
         for name in ("position", "count", "live", "scale", "cap", "temperature", "discrete_temperature", "greedy"):
             setattr(self, name, getattr(self, name)[keep])
         return list(gone)
+
+
+def set_threads(count: int) -> None:
+    """Sample on ``count`` threads: torch's (priming, other cells, a GPU) and numpy's BLAS pool
+    (LSTMStep), which would otherwise start one thread per core in every server process."""
+    torch.set_num_threads(count)
+    threadpool_limits(count, user_api="blas")
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import torch
 
 from sketchrnn.checkpoints import load_models
 from sketchrnn.core.engine import resolve_device
+from sketchrnn.sampler import set_threads
 from sketchrnn.server.app import Limits, run
 from sketchrnn.server.processes import check_workers, default_workers, supervise
 
@@ -36,7 +37,7 @@ def load_served_models(args: argparse.Namespace) -> dict:
 def serve_worker(args: argparse.Namespace, index: int, count: int, ready) -> None:
     """One of ``--workers`` processes: its share of the cores, its own models, the shared port;
     ``ready`` is set once it listens."""
-    torch.set_num_threads(max(1, default_workers() // count))  # the cores this process may use, shared
+    set_threads(max(1, default_workers() // count))  # the cores this process may use, shared
     models = load_served_models(args)
 
     async def serve_until_stopped():
