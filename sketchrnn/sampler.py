@@ -141,8 +141,8 @@ class LSTMStep:
     the weights laid out once for the product a step is, ``[x, z, h] @ W`` with W
     ((5 + z + H) x 4H) contiguous. At batch 1 a step is a matrix-vector product over 4.5 MB of
     weights: numpy's OpenBLAS reads them in 54 us where torch's fused cell (MKL, W transposed)
-    takes 90-150 us, and the gate arithmetic costs ~1 us an operation against torch's ~5. At
-    batch 64 on two threads it is 1.7 ms against 2.3 (bench/bench_sample.py). The same function
+    takes 90-150 us, and the gate arithmetic costs ~1 us an operation against torch's ~5. A whole
+    ``Batch.step`` of 64 rows on two threads takes 1.7 ms against torch's 2.3. The same function
     as the torch decoder's step, to float32 rounding (tests/test_model.py).
 
     Batch steps with it only while no row is padded (no seeded or greedy request): OpenBLAS's
