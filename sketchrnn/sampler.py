@@ -12,6 +12,7 @@ steps (their prefixes read in one call per prefix length) and leave when all the
 Points come out in the drawing's own units, both as offsets (stroke-3) and as absolute positions.
 """
 
+import functools
 import weakref
 from dataclasses import dataclass, field
 
@@ -227,11 +228,16 @@ class Batch:
         self.temperature = np.zeros(0)
         self.discrete_temperature = np.zeros(0)
         self.greedy = np.zeros(0, dtype=bool)
-        self.lstm_step = LSTMStep(model) if LSTMStep.fits(model) else None  # else torch's decoder steps
         self.multiple = 1  # row_multiple(self.requests), what the rows are padded to now
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @functools.cached_property
+    def lstm_step(self) -> LSTMStep | None:
+        """The numpy step, else None (torch's decoder steps); built at the first unpadded step,
+        since laying out the weights takes ~7 ms and a batch of seeded requests never uses it."""
+        return LSTMStep(self.model) if LSTMStep.fits(self.model) else None
 
     def latent(self, request: Request, rng: np.random.Generator) -> Tensor | None:
         """A VAE's z, (1, z) shared by the request's rows or (n, z) one per row: as given; else
@@ -307,7 +313,7 @@ class Batch:
         """Sample one point on every row. Rows that ended earlier are stepped too (their request
         still draws) but draw nothing."""
         rows = len(self.rows)
-        if self.lstm_step is not None and self.multiple == 1:
+        if self.multiple == 1 and self.lstm_step is not None:
             out, self.state = self.lstm_step(self.inputs, self.state, self.z)
         else:
             out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
