@@ -436,6 +436,7 @@ def train(
             valid = validate(ranks)
         checkpoint(last_path, ranks)
         log.close()
+    distributed.leave(group)
     summary = {
         "status": status,
         "step": step,
