@@ -5,9 +5,10 @@ mixtures) beside the time one matrix-vector product over the same weights takes 
 
     python bench/bench_sample.py [--model PATH] [--rounds 5] [--threads 2]
 
-Batch 1, one thread: one stream, as the browser asks (no seed), and a seeded one (its rows padded
-to ROW_MULTIPLE for exact repeatability). Batch 64, --threads: 64 streams kept running the way
-the server keeps them, each finished drawing replaced by a new one, points drawn per second.
+Batch 1, one thread: one stream, as the browser asks (no seed), and a seeded one (exactly
+repeatable: its rows always get matrix-vector products of their own). Batch 64, --threads: 64
+streams kept running the way the server keeps them, each finished drawing replaced by a new
+one, points drawn per second.
 """
 
 import os

@@ -25,12 +25,12 @@ from sketchrnn.data import END, S0, stroke5, stroke5_batch, to_model_units
 from sketchrnn.model import SketchRNN, step_nll
 from sketchrnn.strokes import RDP_EPSILON, polylines_to_stroke3, rdp
 
-# While a seeded or greedy request is in the batch, every decoder call sees a row count that is a
-# multiple of this. On MKL's sgemm a row's result then does not depend on which other rows share
-# the call (with 1, 2 or 3 rows it does, by ~1e-6, and a sampled choice flips within a hundred
-# points): a seeded request repeats exactly and greedy alternatives are identical. Without them
-# nothing needs that: rows are not padded, and an LSTM decoder steps in numpy (LSTMStep), one
-# stream in a third of the time of eight padded rows through torch.
+# While a seeded or greedy request is in the batch, every torch decoder call sees a row count that
+# is a multiple of this. On MKL's sgemm a row's result then does not depend on which other rows
+# share the call (with 1, 2 or 3 rows it does, by ~1e-6, and a sampled choice flips within a
+# hundred points): a seeded request repeats exactly and greedy alternatives are identical. An LSTM
+# decoder on the CPU steps in numpy instead (LSTMStep), where such rows get a matrix-vector product
+# each, which depends on nothing else: there no row is padded.
 ROW_MULTIPLE = 8
 FRAME = 255.0  # Quick, Draw! simplified drawings: the longer side scaled to 0-255
 
@@ -146,9 +146,10 @@ class LSTMStep:
     ``Batch.step`` of 64 rows on two threads takes 1.7 ms against torch's 2.3. The same function
     as the torch decoder's step, to float32 rounding (tests/test_model.py).
 
-    Batch steps with it only while no row is padded (no seeded or greedy request): OpenBLAS's
-    small products (the head) give a row a result that depends on its neighbours, so exact
-    repeatability stays with torch's MKL path and ROW_MULTIPLE."""
+    A matrix product gives a row a result that depends, in the last bits, on its neighbours
+    (OpenBLAS's blocking); a matrix-vector product does not, nor on the thread count (checked
+    bitwise). So rows that must repeat exactly (``exact``: a seeded or greedy request's) always
+    get their own, in the weights' product and in the head's."""
 
     def __init__(self, model: SketchRNN):
         w_ih, w_hh, b_ih, b_hh = (w.detach().numpy() for w in model.decoder.cell.fused_weights())
@@ -170,20 +171,16 @@ class LSTMStep:
         return (layer.cell.fused_mode == "lstm" and layer.fused_allowed()
                 and next(model.parameters()).device.type == "cpu")
 
-    def __call__(self, inputs: Tensor, state: tuple[Tensor, Tensor], z: Tensor | None):
-        """Stroke-5 inputs (B, 5), state (h, c) each (B, H) -> (raw output (B, 3 + 6M) numpy,
-        new state). Tensors in and out share memory with the arrays (CPU): no copies."""
+    def __call__(self, inputs: Tensor, state: tuple[Tensor, Tensor], z: Tensor | None,
+                 exact: np.ndarray | None = None):
+        """Stroke-5 inputs (B, 5), state (h, c) each (B, H), the rows that must repeat exactly
+        (B,) bool -> (raw output (B, 3 + 6M) numpy, new state). Tensors in and out share memory
+        with the arrays (CPU): no copies."""
         h, c = (s.numpy() for s in state)
         reads = [inputs.numpy(), h] if z is None else [inputs.numpy(), z.numpy(), h]
         xh = np.concatenate(reads, 1)
-        # Below 8 rows one matrix-vector product per row: a matrix product first packs all 4 MB
-        # of weights, and 2-7 rows in one cost ~10x one row.
-        if len(xh) < 8:
-            gates = np.empty((len(xh), self.weight.shape[1]), self.weight.dtype)
-            for row, out in zip(xh, gates):
-                np.matmul(row, self.weight, out=out)
-        else:
-            gates = xh @ self.weight
+        alone = np.zeros(len(xh), bool) if exact is None else exact
+        gates = _product(xh, self.weight, alone)
         gates += self.bias
         np.tanh(gates, out=gates)
         H = self.hidden
@@ -194,14 +191,34 @@ class LSTMStep:
         c += sigmoid[:, :H] * gates[:, 3 * H :]
         h = np.tanh(c)
         h *= sigmoid[:, 2 * H :]
-        out = h @ self.head
+        out = _product(h, self.head, alone)
         out += self.head_bias
         return out, (torch.from_numpy(h), torch.from_numpy(c))
 
 
+def _product(x: np.ndarray, weight: np.ndarray, alone: np.ndarray) -> np.ndarray:
+    """x @ weight, the ``alone`` rows each by a matrix-vector product of their own. The others
+    share one matrix product only if there are 8 or more: a matrix product first packs all the
+    weights (4 MB for the gates), and 2-7 rows in one cost ~10x one row."""
+    if len(x) < 8 or len(x) - np.count_nonzero(alone) < 8:
+        out = np.empty((len(x), weight.shape[1]), weight.dtype)
+        for row, into in zip(x, out):
+            np.matmul(row, weight, out=into)
+        return out
+    out = x @ weight  # the alone rows too, then overwritten: cheaper than gathering the others
+    for row in np.flatnonzero(alone):
+        np.matmul(x[row], weight, out=out[row])
+    return out
+
+
+def needs_exact(request: Request) -> bool:
+    """A seeded request repeats exactly, a greedy one's alternatives are identical."""
+    return request.settings.seed is not None or request.settings.greedy
+
+
 def row_multiple(requests: list[Request]) -> int:
-    """What the rows of a decoder call serving these requests are padded to (see ROW_MULTIPLE)."""
-    return ROW_MULTIPLE if any(r.settings.seed is not None or r.settings.greedy for r in requests) else 1
+    """What the rows of a torch decoder call serving these requests are padded to (see ROW_MULTIPLE)."""
+    return ROW_MULTIPLE if any(needs_exact(r) for r in requests) else 1
 
 
 class Batch:
@@ -228,16 +245,22 @@ class Batch:
         self.temperature = np.zeros(0)
         self.discrete_temperature = np.zeros(0)
         self.greedy = np.zeros(0, dtype=bool)
-        self.multiple = 1  # row_multiple(self.requests), what the rows are padded to now
+        self.exact = np.zeros(0, dtype=bool)  # the row's request needs_exact
+        self.numpy_steps = LSTMStep.fits(self.model)  # the decoder steps in numpy (lstm_step)
+        self.multiple = 1  # what the rows are padded to now: row_multiple(self.requests) for torch's step
 
     def __len__(self) -> int:
         return len(self.rows)
 
     @functools.cached_property
-    def lstm_step(self) -> LSTMStep | None:
-        """The numpy step, else None (torch's decoder steps); built at the first unpadded step,
-        since laying out the weights takes ~7 ms and a batch of seeded requests never uses it."""
-        return LSTMStep(self.model) if LSTMStep.fits(self.model) else None
+    def lstm_step(self) -> LSTMStep:
+        """The numpy step (where ``numpy_steps``), its weights laid out (~7 ms) at the first step
+        from the model as it is then."""
+        return LSTMStep(self.model)
+
+    def padding(self) -> int:
+        """What the decoder-side rows are padded to: nothing where numpy steps them."""
+        return 1 if self.numpy_steps else row_multiple(self.requests)
 
     def latent(self, request: Request, rng: np.random.Generator) -> Tensor | None:
         """A VAE's z, (1, z) shared by the request's rows or (n, z) one per row: as given; else
@@ -295,7 +318,7 @@ class Batch:
             state = tuple(torch.cat([a[:live], b]) for a, b in zip(self.state, state))
             inputs = torch.cat([self.inputs[:live], inputs])
             z = None if z is None else torch.cat([self.z[:live], z])
-        self.multiple = multiple = row_multiple(self.requests)
+        self.multiple = multiple = self.padding()
         self.state = tuple(pad_rows(s, multiple) for s in state)
         self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)
         self.position = np.concatenate([self.position, per_row([r.origin for r in requests], np.float64)])
@@ -307,14 +330,15 @@ class Batch:
         self.discrete_temperature = np.concatenate([self.discrete_temperature,
                                                     per_row([r.settings.discrete_temperature for r in requests])])
         self.greedy = np.concatenate([self.greedy, per_row([r.settings.greedy for r in requests], bool)])
+        self.exact = np.concatenate([self.exact, per_row([needs_exact(r) for r in requests], bool)])
 
     @torch.no_grad()
     def step(self) -> Points:
         """Sample one point on every row. Rows that ended earlier are stepped too (their request
         still draws) but draw nothing."""
         rows = len(self.rows)
-        if self.multiple == 1 and self.lstm_step is not None:
-            out, self.state = self.lstm_step(self.inputs, self.state, self.z)
+        if self.numpy_steps:
+            out, self.state = self.lstm_step(self.inputs, self.state, self.z, self.exact)
         else:
             out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
             out = out[0].float().cpu().numpy()
@@ -359,11 +383,12 @@ class Batch:
         self.rngs = [g for r, g in zip(self.requests, self.rngs) if r not in gone]
         self.requests = [r for r in self.requests if r not in gone]
         self.rows = [row for row, kept in zip(self.rows, keep) if kept]
-        self.multiple = multiple = row_multiple(self.requests)
+        self.multiple = multiple = self.padding()
         self.state = tuple(pad_rows(s[:rows][index], multiple) for s in self.state)
         self.inputs = pad_rows(self.inputs[:rows][index], multiple)
         self.z = None if self.z is None else pad_rows(self.z[:rows][index], multiple)
-        for name in ("position", "count", "live", "scale", "cap", "temperature", "discrete_temperature", "greedy"):
+        for name in ("position", "count", "live", "scale", "cap", "temperature", "discrete_temperature", "greedy",
+                     "exact"):
             setattr(self, name, getattr(self, name)[keep])
         return list(gone)
 

@@ -173,23 +173,26 @@ def test_models_download_from_a_local_server(shared_data, tmp_path):
         server.shutdown()
 
 
-def test_rows_are_padded_only_while_a_seeded_or_greedy_request_needs_it(shared_data):
+def test_rows_are_padded_only_while_a_seeded_or_greedy_request_steps_through_torch(shared_data):
     loaded = load_model(shared_data / "models" / "sheep.gen.json")
     nothing = np.zeros((0, 3), np.float32)
-    batch = Batch(loaded.model)
-    batch.add([Request(nothing, loaded.scale_factor, 1, Settings(max_points=500))])
-    batch.step()
-    assert batch.state[0].shape[0] == 1  # one stream: one row, a matrix-vector product
-    seeded = Request(nothing, loaded.scale_factor, 2, Settings(seed=1, max_points=500))
-    batch.add([seeded])
-    batch.step()
-    assert batch.state[0].shape[0] == ROW_MULTIPLE
-    batch.remove([seeded])
-    batch.add([Request(nothing, loaded.scale_factor, 2, Settings(greedy=True, max_points=500))])
-    assert batch.state[0].shape[0] == ROW_MULTIPLE
-    batch.remove(batch.requests[1:])
-    batch.step()
-    assert batch.state[0].shape[0] == 1 and len(batch) == 1
+    numpy_steps, torch_steps = Batch(loaded.model), Batch(loaded.model)
+    torch_steps.numpy_steps = False  # as for a layer-norm decoder or a GPU
+    assert numpy_steps.numpy_steps
+    for batch in (numpy_steps, torch_steps):
+        batch.add([Request(nothing, loaded.scale_factor, 1, Settings(max_points=500))])
+        batch.step()
+        assert batch.state[0].shape[0] == 1  # one stream: one row, a matrix-vector product
+        seeded = Request(nothing, loaded.scale_factor, 2, Settings(seed=1, max_points=500))
+        batch.add([seeded])
+        batch.step()
+        assert batch.state[0].shape[0] == (3 if batch is numpy_steps else ROW_MULTIPLE)
+        batch.remove([seeded])
+        batch.add([Request(nothing, loaded.scale_factor, 2, Settings(greedy=True, max_points=500))])
+        assert batch.state[0].shape[0] == (3 if batch is numpy_steps else ROW_MULTIPLE)
+        batch.remove(batch.requests[1:])
+        batch.step()
+        assert batch.state[0].shape[0] == 1 and len(batch) == 1
 
 
 @pytest.mark.parametrize("mode", ["decoder", "vae"])
@@ -205,16 +208,25 @@ def test_numpy_lstm_step_is_the_decoders_step(mode):
         state = tuple(torch.randn(rows, 48) for _ in range(2))
         with torch.no_grad():
             expected, expected_state = model.decode(inputs[None], state, z=z)
-        out, new_state = step(inputs, state, z)
+        exact = np.arange(rows) % 3 == 1  # rows that get a product of their own whatever the others
+        out, new_state = step(inputs, state, z, exact)
         np.testing.assert_allclose(out, expected[0].numpy(), atol=2e-5, rtol=1e-5)
         for got, want in zip(new_state, expected_state):
             torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+        for row in np.flatnonzero(exact):  # bit for bit what the row gives alone
+            alone, alone_state = step(inputs[row : row + 1], tuple(s[row : row + 1] for s in state),
+                                      None if z is None else z[row : row + 1], np.ones(1, bool))
+            assert np.array_equal(out[row], alone[0])
+            assert all(torch.equal(a[row], b[0]) for a, b in zip(new_state, alone_state))
     assert LSTMStep.fits(model)
     assert not LSTMStep.fits(SketchRNN(SketchRNNConfig(hidden=8, mixtures=2, cell="layer_norm")))
     assert not LSTMStep.fits(SketchRNN(SketchRNNConfig(hidden=8, mixtures=2, dropout=0.1)).train())
 
 
-def test_a_seeded_request_repeats_exactly_whatever_shares_its_batch(shared_data):
+@pytest.mark.parametrize("steps", ["numpy", "torch"])
+def test_a_seeded_request_repeats_exactly_whatever_shares_its_batch(steps, shared_data, monkeypatch):
+    if steps == "torch":  # as for a layer-norm decoder or a GPU: rows padded to ROW_MULTIPLE
+        monkeypatch.setattr(LSTMStep, "fits", staticmethod(lambda model: False))
     loaded = load_model(shared_data / "models" / "sheep.gen.json")
     scale = loaded.scale_factor
     drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "sheep.ndjson")[0][0].strokes
@@ -225,9 +237,11 @@ def test_a_seeded_request_repeats_exactly_whatever_shares_its_batch(shared_data)
     alone = complete(loaded.model, request(7))
     assert all(np.array_equal(x, y) for x, y in zip(alone, complete(loaded.model, request(7))))
     assert not np.array_equal(alone[0], alone[1])  # the alternatives differ
-    # The same request joining a batch already stepping others, beside another newcomer.
+    # The same request joining a batch already stepping others, seeded and not (9 unseeded rows:
+    # numpy steps those in one matrix product), beside another newcomer.
     batch = Batch(loaded.model)
-    batch.add([request(1, n=2), Request(drawing[:40], scale, 1, Settings(seed=2))])
+    batch.add([request(1, n=2), Request(drawing[:40], scale, 1, Settings(seed=2)),
+               Request(drawing[:20], scale, 9, Settings(max_points=400))])
     for _ in range(5):
         batch.step()
     mine = request(7)
