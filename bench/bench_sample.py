@@ -58,8 +58,10 @@ def step_time(loaded, rows: int, steps: int, seeded: bool = False) -> tuple[floa
     batch = Batch(loaded.model)
     batch.add(new(rows))
     drawn, start = 0, None
-    for step in range(steps + 10):  # the first 10 steps warm up
-        if step == 10:
+    # 100 steps warm up: by then drawings are ending and being replaced every few steps, as in a
+    # server's steady state (the first drawings all start together and end after ~50-150 points).
+    for step in range(steps + 100):
+        if step == 100:
             drawn, start = 0, time.perf_counter()
         drawn += int(batch.step().drawn.sum())
         finished = batch.drop_finished()
@@ -88,7 +90,7 @@ def main():
             results["batch 1 seeded"].append(step_time(loaded, 1, args.steps, seeded=True)[0])
             set_threads(args.threads)
             results["batch 64 floor"].append(products_time(loaded.model, 64, 200))
-            seconds, points = step_time(loaded, 64, args.steps // 3)
+            seconds, points = step_time(loaded, 64, args.steps)
             results["batch 64"].append(seconds)
             results["batch 64 points/s"].append(points)
     m = {name: statistics.median(v) for name, v in results.items()}
