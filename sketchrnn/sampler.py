@@ -141,7 +141,7 @@ def take_rows(t: Tensor | None, rows: np.ndarray) -> Tensor | None:
     """``t``'s rows at the indices ``rows``; on the CPU through numpy, which copies on the calling
     thread: torch spreads a copy of 64 x 512 floats or more over its threads, and waking its pool
     between the numpy step's BLAS calls makes the two pools fight for the cores (64 streams on 2
-    cores drew 16-18,000 points/s with torch's copies, 40,000+ without)."""
+    cores, finished drawings replaced, drew 12-14,000 points/s with torch's copies, 37,000+ without)."""
     if t is None:
         return None
     return torch.from_numpy(t.numpy()[rows]) if t.is_cpu else t.index_select(0, torch.from_numpy(rows).to(t.device))
@@ -256,8 +256,8 @@ class Batch:
         self.rngs: list[np.random.Generator] = []  # one per request: a seeded one draws from its own
         self.unseeded_rng = np.random.default_rng()  # the other rows draw from this, in one call
         self.rows: list[tuple[Request, int]] = []
-        # Decoder-side tensors keep their rows padded to a multiple of row_multiple(requests) (the
-        # padding rows step too, and nothing reads them): no copy to pad them at every step.
+        # Decoder-side tensors keep their rows padded as padding() says (the padding rows step
+        # too, and nothing reads them): no copy to pad them at every step.
         self.state = None  # tuple of (padded B, ...) tensors
         self.inputs = torch.zeros(0, 5, device=self.device)  # what each row's decoder reads next
         self.z = None  # (padded B, z) for a VAE
@@ -271,7 +271,6 @@ class Batch:
         self.greedy = np.zeros(0, dtype=bool)
         self.exact = np.zeros(0, dtype=bool)  # the row's request needs_exact
         self.numpy_steps = LSTMStep.fits(self.model)  # the decoder steps in numpy (lstm_step)
-        self.multiple = 1  # what the rows are padded to now: row_multiple(self.requests) for torch's step
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -342,7 +341,7 @@ class Batch:
             state = tuple(join_rows(a[:live], b) for a, b in zip(self.state, state))
             inputs = join_rows(self.inputs[:live], inputs)
             z = join_rows(None if z is None else self.z[:live], z)
-        self.multiple = multiple = self.padding()
+        multiple = self.padding()
         self.state = tuple(pad_rows(s, multiple) for s in state)
         self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)
         self.position = np.concatenate([self.position, per_row([r.origin for r in requests], np.float64)])
@@ -407,7 +406,7 @@ class Batch:
         self.rngs = [g for r, g in zip(self.requests, self.rngs) if r not in gone]
         self.requests = [r for r in self.requests if r not in gone]
         self.rows = [row for row, kept in zip(self.rows, keep) if kept]
-        self.multiple = multiple = self.padding()
+        multiple = self.padding()
         self.state = tuple(pad_rows(take_rows(s, index), multiple) for s in self.state)
         self.inputs = pad_rows(take_rows(self.inputs, index), multiple)
         self.z = pad_rows(take_rows(self.z, index), multiple)
