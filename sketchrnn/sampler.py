@@ -8,6 +8,7 @@ steps (their prefixes read in one call per prefix length) and leave when all the
 
     rows:  [ a.k0  a.k1  b.k0  c.k0  c.k1  c.k2 | pad  pad ]   state (rows, hidden), inputs (rows, 5)
              request a   req b  request c         padded to a multiple of ROW_MULTIPLE
+                                                  (where torch steps a seeded request; see there)
 
 Points come out in the drawing's own units, both as offsets (stroke-3) and as absolute positions.
 """
