@@ -148,10 +148,8 @@ def take_rows(t: Tensor | None, rows: np.ndarray) -> Tensor | None:
     return torch.from_numpy(t.numpy()[rows]) if t.is_cpu else t.index_select(0, torch.from_numpy(rows).to(t.device))
 
 
-def join_rows(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+def join_rows(a: Tensor, b: Tensor) -> Tensor:
     """``a``'s rows then ``b``'s (see take_rows: numpy on the CPU)."""
-    if a is None:
-        return None
     return torch.from_numpy(np.concatenate([a.numpy(), b.numpy()])) if a.is_cpu else torch.cat([a, b])
 
 
@@ -341,7 +339,7 @@ class Batch:
         if self.state is not None:
             state = tuple(join_rows(a[:live], b) for a, b in zip(self.state, state))
             inputs = join_rows(self.inputs[:live], inputs)
-            z = join_rows(None if z is None else self.z[:live], z)
+            z = None if z is None else join_rows(self.z[:live], z)
         multiple = self.padding()
         self.state = tuple(pad_rows(s, multiple) for s in state)
         self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)

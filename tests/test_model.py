@@ -197,8 +197,8 @@ def test_rows_are_padded_only_while_a_seeded_or_greedy_request_steps_through_tor
 
 @pytest.mark.parametrize("mode", ["decoder", "vae"])
 def test_numpy_lstm_step_is_the_decoders_step(mode):
-    """The sampler's numpy step (row by row below 8 rows, one product from there on) computes
-    what the torch decoder computes, output and state, z included."""
+    """The sampler's numpy step (row by row below 8 rows and for exact rows, one product for the
+    rest from there on) computes what the torch decoder computes, output and state, z included."""
     torch.manual_seed(0)
     model = SketchRNN(SketchRNNConfig(hidden=48, mixtures=3, mode=mode, z_size=8, encoder_hidden=16)).eval()
     step = LSTMStep(model)
