@@ -188,35 +188,40 @@ class LSTMStep:
         return (layer.cell.fused_mode == "lstm" and layer.fused_allowed()
                 and next(model.parameters()).device.type == "cpu")
 
-    def __call__(self, inputs: Tensor, state: tuple[Tensor, Tensor], z: Tensor | None,
-                 exact: np.ndarray | None = None):
-        """Stroke-5 inputs (B, 5), state (h, c) each (B, H), the rows that must repeat exactly
-        (B,) bool -> (raw output (B, 3 + 6M) numpy, new state). Tensors in and out share memory
-        with the arrays (CPU): no copies."""
+    @staticmethod
+    def lay_out(inputs: Tensor, state: tuple[Tensor, Tensor], z: Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows as the step reads them, copied out of stroke-5 inputs (B, 5), state (h, c) each
+        (B, H) and z (B, z) or None: xh (B, 1 + 5 + z + H), each row [1, x, z, h], and c (B, H)."""
         h, c = (s.numpy() for s in state)
         one = np.ones((len(h), 1), h.dtype)
         reads = [one, inputs.numpy(), h] if z is None else [one, inputs.numpy(), z.numpy(), h]
-        xh = np.concatenate(reads, 1)
-        alone = np.zeros(len(xh), bool) if exact is None else exact
-        gates = _product(xh, self.weight, alone)
+        return np.concatenate(reads, 1), c.copy()
+
+    def __call__(self, xh: np.ndarray, c: np.ndarray, exact: np.ndarray) -> np.ndarray:
+        """One step in place on rows laid out as ``lay_out``'s: reads xh, writes the new h into its
+        h columns and the new c into c; ``exact`` (B,) bool marks the rows that must repeat
+        exactly. Returns the raw output (B, 3 + 6M). The next input goes into xh's x columns, so
+        nothing is gathered or copied between steps."""
+        gates = _product(xh, self.weight, exact)
         np.tanh(gates, out=gates)
         H = self.hidden
         i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))  # tanh(x / 2) for i, f, o
         # With sigmoid = (1 + tanh(x / 2)) / 2:  c' = ((1 + f) c + (1 + i) g) / 2,  h = (1 + o) tanh(c') / 2,
         # in place on H-wide slices (64 rows: 0.14 ms against 0.19 for the sigmoids taken first).
         f += 1.0
-        c = f * c
+        c *= f
         i += 1.0
         i *= g
         c += i
         c *= 0.5
-        h = np.tanh(c)
+        h = xh[:, -H:]  # read by the product above, so overwritten only now
+        np.tanh(c, out=h)
         o += 1.0
         h *= o
         h *= 0.5
-        out = _product(h, self.head, alone)
+        out = _product(h, self.head, exact)
         out += self.head_bias
-        return out, (torch.from_numpy(h), torch.from_numpy(c))
+        return out
 
 
 def _product(x: np.ndarray, weight: np.ndarray, alone: np.ndarray) -> np.ndarray:
@@ -260,6 +265,9 @@ class Batch:
         self.state = None  # tuple of (padded B, ...) tensors
         self.inputs = torch.zeros(0, 5, device=self.device)  # what each row's decoder reads next
         self.z = None  # (padded B, z) for a VAE
+        # Where numpy steps: every row [1, x, z, h] as LSTMStep reads it; inputs, z and h are views
+        # of it, and c is an array of its own, all written in place at each step.
+        self.xh = None
         self.position = np.zeros((0, 2))
         self.count = np.zeros(0, dtype=np.int64)
         self.live = np.zeros(0, dtype=bool)
@@ -284,6 +292,20 @@ class Batch:
         """What the decoder-side rows are padded to: nothing where numpy steps them."""
         return 1 if self.numpy_steps else row_multiple(self.requests)
 
+    def _set_rows(self, state: tuple[Tensor, ...], inputs: Tensor, z: Tensor | None) -> None:
+        """The decoder-side tensors after rows joined or left, padded as ``padding`` says; where
+        numpy steps, laid out once here for LSTMStep rather than at every step."""
+        if self.numpy_steps:
+            self.xh, c = LSTMStep.lay_out(inputs, state, z)
+            hidden = c.shape[1]
+            self.state = (torch.from_numpy(self.xh[:, -hidden:]), torch.from_numpy(c))
+            self.inputs = torch.from_numpy(self.xh[:, 1:6])
+            self.z = None if z is None else torch.from_numpy(self.xh[:, 6:-hidden])
+            return
+        multiple = self.padding()
+        self.state = tuple(pad_rows(s, multiple) for s in state)
+        self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)
+
     def latent(self, request: Request, rng: np.random.Generator) -> Tensor | None:
         """A VAE's z, (1, z) shared by the request's rows or (n, z) one per row: as given; else
         the encoder's mean for the drawing so far (the alternatives differ by sampling alone);
@@ -304,7 +326,10 @@ class Batch:
         alternative, by n rows. Prefixes of one length are read together in one call of the fused
         kernel, rows padded as ``row_multiple`` says: a seeded row's state then depends on nothing
         else in the call, and a wave of arrivals costs one pass (60 requests: 81 ms one by one, ~10 together)."""
-        rngs = [np.random.default_rng(r.settings.seed) for r in requests]
+        # An unseeded request draws from the batch's stream: a fresh generator seeds itself from the
+        # OS (~25 us), a cost every arrival would pay for nothing.
+        rngs = [self.unseeded_rng if r.settings.seed is None else np.random.default_rng(r.settings.seed)
+                for r in requests]
         latents = [self.latent(r, rng) for r, rng in zip(requests, rngs)]
         readers = [1 if z is None else len(z) for z in latents]  # rows reading each prefix
         units = [torch.from_numpy(stroke5(to_model_units(r.prefix, r.scale))).to(self.device) for r in requests]
@@ -340,9 +365,7 @@ class Batch:
             state = tuple(join_rows(a[:live], b) for a, b in zip(self.state, state))
             inputs = join_rows(self.inputs[:live], inputs)
             z = None if z is None else join_rows(self.z[:live], z)
-        multiple = self.padding()
-        self.state = tuple(pad_rows(s, multiple) for s in state)
-        self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)
+        self._set_rows(state, inputs, z)
         self.position = np.concatenate([self.position, per_row([r.origin for r in requests], np.float64)])
         self.count = np.concatenate([self.count, per_row([0] * len(requests), np.int64)])
         self.live = np.concatenate([self.live, per_row([True] * len(requests), bool)])
@@ -354,15 +377,15 @@ class Batch:
         self.greedy = np.concatenate([self.greedy, per_row([r.settings.greedy for r in requests], bool)])
         self.exact = np.concatenate([self.exact, per_row([needs_exact(r) for r in requests], bool)])
 
-    @torch.no_grad()
     def step(self) -> Points:
         """Sample one point on every row. Rows that ended earlier are stepped too (their request
         still draws) but draw nothing."""
         rows = len(self.rows)
         if self.numpy_steps:
-            out, self.state = self.lstm_step(self.inputs, self.state, self.z, self.exact)
+            out = self.lstm_step(self.xh, self.state[1].numpy(), self.exact)
         else:
-            out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
+            with torch.no_grad():
+                out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
             out = out[0].float().cpu().numpy()
         uniforms, normals = self.unseeded_rng.random((rows, 2)), self.unseeded_rng.standard_normal((rows, 2))
         row = 0
@@ -377,7 +400,10 @@ class Batch:
         inputs = np.zeros(self.inputs.shape, dtype=np.float32)
         inputs[:rows, :2] = xy
         inputs[np.arange(rows), pen + 2] = 1.0
-        self.inputs = torch.from_numpy(inputs).to(self.device)
+        if self.numpy_steps:
+            self.xh[:, 1:6] = inputs  # where the next product reads them
+        else:
+            self.inputs = torch.from_numpy(inputs).to(self.device)
         offset = xy * self.scale[:, None]
         ended = self.live & (pen == 2)
         drawn = self.live & (pen != 2)
@@ -405,10 +431,8 @@ class Batch:
         self.rngs = [g for r, g in zip(self.requests, self.rngs) if r not in gone]
         self.requests = [r for r in self.requests if r not in gone]
         self.rows = [row for row, kept in zip(self.rows, keep) if kept]
-        multiple = self.padding()
-        self.state = tuple(pad_rows(take_rows(s, index), multiple) for s in self.state)
-        self.inputs = pad_rows(take_rows(self.inputs, index), multiple)
-        self.z = pad_rows(take_rows(self.z, index), multiple)
+        self._set_rows(tuple(take_rows(s, index) for s in self.state), take_rows(self.inputs, index),
+                       take_rows(self.z, index))
         for name in ("position", "count", "live", "scale", "cap", "temperature", "discrete_temperature", "greedy",
                      "exact"):
             setattr(self, name, getattr(self, name)[keep])
