@@ -332,11 +332,13 @@ class Batch:
                 for r in requests]
         latents = [self.latent(r, rng) for r, rng in zip(requests, rngs)]
         readers = [1 if z is None else len(z) for z in latents]  # rows reading each prefix
-        units = [torch.from_numpy(stroke5(to_model_units(r.prefix, r.scale))).to(self.device) for r in requests]
+        units = [torch.from_numpy(stroke5(to_model_units(r.prefix, r.scale))).to(self.device) if len(r.prefix) else ()
+                 for r in requests]
         z = None if latents[0] is None else torch.cat(latents)
         owner = np.repeat(np.arange(len(requests)), readers)
         state = self.model.initial_state(len(owner), z)
-        pending = torch.tensor([S0], device=self.device).repeat(len(owner), 1)
+        # Built in numpy: small torch ops wake torch's thread pool (see take_rows), 10-30 us each here.
+        pending = torch.from_numpy(np.tile(np.float32(S0), (len(owner), 1))).to(self.device)
         multiple = row_multiple(requests)
         for length in sorted({len(units[i]) for i in owner} - {0}):
             index = [row for row, i in enumerate(owner) if len(units[i]) == length]
@@ -349,9 +351,10 @@ class Batch:
             pending = pending.index_copy(0, rows, torch.stack([units[owner[row]][-1] for row in index]))
         # One reader per request: its n alternatives start from copies of its state.
         counts = np.concatenate([[r.n] if k == 1 else np.ones(k, dtype=np.int64) for r, k in zip(requests, readers)])
-        copies = torch.from_numpy(np.repeat(np.arange(len(owner)), counts)).to(self.device)
-        z = None if z is None else z[copies]
-        self._append(requests, rngs, tuple(s[copies] for s in state), pending[copies], z)
+        if len(owner) < counts.sum():
+            copies = torch.from_numpy(np.repeat(np.arange(len(owner)), counts)).to(self.device)
+            state, pending, z = tuple(s[copies] for s in state), pending[copies], None if z is None else z[copies]
+        self._append(requests, rngs, state, pending, z)
 
     def _append(self, requests, rngs, state, inputs, z) -> None:
         def per_row(values, dtype=None):
