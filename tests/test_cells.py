@@ -6,6 +6,7 @@ from torch import nn
 
 from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, compile_steps, make_cell
 from sketchrnn.core.cells import HyperLSTMCell, LayerNormLSTMCell
+from sketchrnn.core.layers import ONEDNN_LINEAR, PackedRecurrentWeight
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -221,6 +222,35 @@ def test_compiled_steps_equal_the_eager_ones(name):
     for a, b in zip(state_f, state_e):
         torch.testing.assert_close(a, b, **TOL)
     for a, b in zip(grads_f, grads_e):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not ONEDNN_LINEAR, reason="this torch build has no oneDNN linear")
+@pytest.mark.parametrize("name, dropout", [("rnn", 0.0), ("lstm", 0.1), ("layer_norm", 0.0), ("layer_norm", 0.1)])
+def test_prepacked_recurrent_weight_gives_addmms_outputs_and_gradients(name, dropout, monkeypatch):
+    """A loop of 8 steps or more multiplies by its recurrent weight prepacked by oneDNN (both ways):
+    the same outputs, states and gradients as addmm's, to float32 rounding, padded, with dropout."""
+    torch.manual_seed(9)
+    layer = RecurrentLayer(make_cell(name, 5, 32, dropout), fused=False).train()
+    x, lengths = torch.randn(12, 4, 5), torch.tensor([12, 9, 3, 10])
+    packs = []
+    monkeypatch.setattr(PackedRecurrentWeight, "backward_product",
+                        lambda self, grad, original=PackedRecurrentWeight.backward_product: packs.append(1)
+                        or original(self, grad))
+    results = []
+    for packed in (True, False):
+        monkeypatch.setattr(PackedRecurrentWeight, "fits", staticmethod(lambda *args, packed=packed: packed))
+        layer.zero_grad()
+        torch.manual_seed(10)  # the same dropout masks in both runs
+        out, state = layer(x, lengths)
+        (out.square().sum() + state[0].sum()).backward()
+        results.append((out, state, [p.grad.clone() for p in layer.parameters()]))
+    assert len(packs) == 11  # every step's backward but the first step's (its h is the zero state)
+    (out_p, state_p, grads_p), (out_a, state_a, grads_a) = results
+    torch.testing.assert_close(out_p, out_a, **TOL)
+    for a, b in zip(state_p, state_a):
+        torch.testing.assert_close(a, b, **TOL)
+    for a, b in zip(grads_p, grads_a):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 

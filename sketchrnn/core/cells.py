@@ -46,7 +46,8 @@ class RecurrentCell(nn.Module):
     fused_mode: str | None = None  # torch._VF kernel computing the same function, if any
     dropout: float = 0.0  # recurrent dropout probability (LSTM family only)
     # True where step's pre-activation is xp + state[0] @ weight_hh.T and step takes the weight as
-    # an argument: the layer then forms weight_hh's gradient for a whole sequence in one matmul.
+    # an argument (a detached tensor, or a callable computing that sum: layers.PackedRecurrentWeight):
+    # the layer then forms weight_hh's gradient for a whole sequence in one matmul.
     additive_recurrence: bool = False
 
     def initial_state(self, batch: int) -> State:
@@ -64,6 +65,12 @@ class RecurrentCell(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[0])
         return self.step(self.project_input(x), state)
+
+
+def recurrent_sum(xp: Tensor, h: Tensor, weight) -> Tensor:
+    """xp + h @ weight.T, ``weight`` the (G, H) recurrent weight or a callable ``(xp, h)`` computing
+    the same (a weight prepacked for a whole sequence)."""
+    return weight(xp, h) if callable(weight) else torch.addmm(xp, h, weight.t())
 
 
 def _lstm_update(gates: Tensor, c: Tensor, dropout: float, training: bool, cell_norm=None) -> tuple[Tensor, State]:
@@ -127,9 +134,8 @@ class ElmanCell(_TorchLayoutCell):
     def project_input(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
-    def step(self, xp: Tensor, state: State, weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
-        weight_hh = self.weight_hh if weight_hh is None else weight_hh
-        h = torch.tanh(torch.addmm(xp, state[0], weight_hh.t()))
+    def step(self, xp: Tensor, state: State, weight_hh=None) -> tuple[Tensor, State]:
+        h = torch.tanh(recurrent_sum(xp, state[0], self.weight_hh if weight_hh is None else weight_hh))
         return h, (h,)
 
 
@@ -176,10 +182,10 @@ class LSTMCell(_TorchLayoutCell):
     def project_input(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
-    def step(self, xp: Tensor, state: State, weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
+    def step(self, xp: Tensor, state: State, weight_hh=None) -> tuple[Tensor, State]:
         h, c = state
-        weight_hh = self.weight_hh if weight_hh is None else weight_hh
-        gates = torch.addmm(xp, h, weight_hh.t()).unflatten(1, (4, self.hidden_size))
+        gates = recurrent_sum(xp, h, self.weight_hh if weight_hh is None else weight_hh)
+        gates = gates.unflatten(1, (4, self.hidden_size))
         return _lstm_update(gates, c, self.dropout, self.training)
 
 
@@ -229,10 +235,10 @@ class LayerNormLSTMCell(RecurrentCell):
     def project_input(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight_ih)
 
-    def step(self, xp: Tensor, state: State, weight_hh: Tensor | None = None) -> tuple[Tensor, State]:
+    def step(self, xp: Tensor, state: State, weight_hh=None) -> tuple[Tensor, State]:
         h, c = state
-        weight_hh = self.weight_hh if weight_hh is None else weight_hh
-        return self.norm(torch.addmm(xp, h, weight_hh.t()).unflatten(1, (4, self.hidden_size)), c)
+        preactivation = recurrent_sum(xp, h, self.weight_hh if weight_hh is None else weight_hh)
+        return self.norm(preactivation.unflatten(1, (4, self.hidden_size)), c)
 
 
 class HyperLSTMCell(RecurrentCell):
