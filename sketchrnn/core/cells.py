@@ -80,10 +80,11 @@ def _lstm_update(gates: Tensor, c: Tensor, dropout: float, training: bool, cell_
     never the cell state itself, so long-term memory survives the noise. ``cell_norm``, if
     given, normalises c where it feeds h (the carried c stays raw).
     """
-    # One sigmoid over all four blocks (g's is wasted) costs less than three small calls.
-    # unbind, not indexing: its backward is one stack, indexing's a zero-fill and copy per gate.
-    i, f, _, o = torch.sigmoid(gates).unbind(1)
-    g = torch.tanh(gates.unbind(1)[2])
+    # One unbind, then each gate's own activation: backward stacks the four gradients once. (A
+    # sigmoid over all four blocks and a second unbind for g cost a second stack and a sum of the
+    # two: training 15-35% slower at batch 32-100; indexing would zero-fill and copy per gate.)
+    i, f, g, o = gates.unbind(1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
     if dropout > 0:
         g = fast_dropout(g, dropout, training)
     c = torch.addcmul(f * c, i, g)
