@@ -6,9 +6,9 @@ gradient (what a sampler does per point). Prints a Markdown table for BENCHMARKS
     python bench/bench_cells.py [--repeats 7] [--compile] [--parts sketch text steps]
 
 Each part can run in a process of its own (``--parts text``): what ran before in the process
-moves the ratios. The layer-norm cell's training step at the text shape: 1.45-1.49x
-``nn.LSTM`` with only the two in a fresh process, 1.81x among every variant (``--parts text``),
-2.03-2.07x after the sketch shape too (the default) — the allocator's state, not the cell.
+moves the ratios. The layer-norm cell's training step at the text shape (session 8): 1.25-1.29x
+``nn.LSTM`` among every variant (``--parts text``), 1.49x after the sketch shape too (the
+default), where ``nn.LSTM`` itself runs 127 ms against 146-149 in a fresh process.
 """
 
 import argparse
