@@ -197,6 +197,14 @@ class LSTMStep:
         reads = [one, inputs.numpy(), h] if z is None else [one, inputs.numpy(), z.numpy(), h]
         return np.concatenate(reads, 1), c.copy()
 
+    @staticmethod
+    def views(xh: np.ndarray, c: np.ndarray, with_z: bool) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+        """The tensors a batch keeps, sharing memory with ``lay_out``'s arrays: inputs (B, 5),
+        state (h, c) and z (or None), so what the step writes in place is what they hold."""
+        hidden = c.shape[1]
+        z = torch.from_numpy(xh[:, 6:-hidden]) if with_z else None
+        return torch.from_numpy(xh[:, 1:6]), (torch.from_numpy(xh[:, -hidden:]), torch.from_numpy(c)), z
+
     def __call__(self, xh: np.ndarray, c: np.ndarray, exact: np.ndarray) -> np.ndarray:
         """One step in place on rows laid out as ``lay_out``'s: reads xh, writes the new h into its
         h columns and the new c into c; ``exact`` (B,) bool marks the rows that must repeat
@@ -297,10 +305,7 @@ class Batch:
         numpy steps, laid out once here for LSTMStep rather than at every step."""
         if self.numpy_steps:
             self.xh, c = LSTMStep.lay_out(inputs, state, z)
-            hidden = c.shape[1]
-            self.state = (torch.from_numpy(self.xh[:, -hidden:]), torch.from_numpy(c))
-            self.inputs = torch.from_numpy(self.xh[:, 1:6])
-            self.z = None if z is None else torch.from_numpy(self.xh[:, 6:-hidden])
+            self.inputs, self.state, self.z = LSTMStep.views(self.xh, c, z is not None)
             return
         multiple = self.padding()
         self.state = tuple(pad_rows(s, multiple) for s in state)
@@ -404,7 +409,7 @@ class Batch:
         inputs[:rows, :2] = xy
         inputs[np.arange(rows), pen + 2] = 1.0
         if self.numpy_steps:
-            self.xh[:, 1:6] = inputs  # where the next product reads them
+            self.inputs.numpy()[:] = inputs  # a view of xh: where the next product reads them
         else:
             self.inputs = torch.from_numpy(inputs).to(self.device)
         offset = xy * self.scale[:, None]
