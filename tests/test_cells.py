@@ -201,6 +201,16 @@ def test_lstm_init_forget_bias_and_orthogonal_blocks():
         torch.testing.assert_close(block @ block.T, torch.eye(16), atol=1e-5, rtol=0)
 
 
+def assert_same_run(got, want):
+    """Two runs' (outputs, final state, parameter gradients) agree to float32 rounding."""
+    (out_g, state_g, grads_g), (out_w, state_w, grads_w) = got, want
+    torch.testing.assert_close(out_g, out_w, **TOL)
+    for a, b in zip(state_g, state_w):
+        torch.testing.assert_close(a, b, **TOL)
+    for a, b in zip(grads_g, grads_w):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", list(CELLS))
 def test_compiled_steps_equal_the_eager_ones(name):
     """``--compile``: the loop through torch.compile's step gives the eager loop's outputs and
@@ -217,12 +227,8 @@ def test_compiled_steps_equal_the_eager_ones(name):
         out, state = layer(x, lengths)
         (out.sum() + state[0].sum()).backward()
         results.append((out, state, [p.grad for p in layer.parameters()]))
-    (out_e, state_e, grads_e), (out_f, state_f, grads_f) = results
-    torch.testing.assert_close(out_f, out_e, **TOL)
-    for a, b in zip(state_f, state_e):
-        torch.testing.assert_close(a, b, **TOL)
-    for a, b in zip(grads_f, grads_e):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    eager_run, compiled_run = results
+    assert_same_run(compiled_run, eager_run)
 
 
 @pytest.mark.skipif(not ONEDNN_LINEAR, reason="this torch build has no oneDNN linear")
@@ -246,12 +252,7 @@ def test_prepacked_recurrent_weight_gives_addmms_outputs_and_gradients(name, dro
         (out.square().sum() + state[0].sum()).backward()
         results.append((out, state, [p.grad.clone() for p in layer.parameters()]))
     assert len(packs) == 11  # every step's backward but the first step's (its h is the zero state)
-    (out_p, state_p, grads_p), (out_a, state_a, grads_a) = results
-    torch.testing.assert_close(out_p, out_a, **TOL)
-    for a, b in zip(state_p, state_a):
-        torch.testing.assert_close(a, b, **TOL)
-    for a, b in zip(grads_p, grads_a):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert_same_run(*results)
 
 
 def test_compile_falls_back_to_eager_with_a_warning(monkeypatch):
