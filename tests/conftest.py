@@ -5,6 +5,8 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -70,3 +72,32 @@ def health():
         return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
 
     return ask
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory):
+    """A function that starts ``sketchrnn serve --port PORT ARGS`` (``program``: how sketchrnn is
+    run) and returns the process once /healthz answers. Its output goes to a log that a failed start
+    quotes. A start takes 2 s alone on 2 cores but over 20 s beside two busy processes (torch's
+    import and the model's typical extent, on threads that spin): hence the generous deadline."""
+
+    def start(port: int, *args: str, program=(sys.executable, "-m", "sketchrnn"), seconds: float = 120,
+              **popen) -> subprocess.Popen:
+        log_path = tmp_path_factory.mktemp("serve") / "output.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen([*program, "serve", "--port", str(port), *args], stdout=log,
+                                       stderr=subprocess.STDOUT, **popen)
+        deadline = time.monotonic() + seconds
+        while (exited := process.poll()) is None and time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                return process
+            except OSError:
+                time.sleep(0.1)
+        process.kill()
+        process.wait()
+        why = f"exited with {exited}" if exited is not None else f"did not answer /healthz within {seconds:g} s"
+        raise AssertionError(f"sketchrnn serve --port {port} {' '.join(args)} {why}; its output:\n"
+                             f"{log_path.read_text()[-3000:]}")
+
+    return start

@@ -2,10 +2,6 @@
 `sketchrnn serve` with the default model."""
 
 import json
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,22 +17,8 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "runs" / "screenshots"
 MODEL_RED = (214, 39, 40)  # COLORS[0] in client/app.js
 
 
-def start_server(port: int, *models: str) -> subprocess.Popen:
-    extra = ["--model", *models] if models else []
-    proc = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
 @pytest.fixture(scope="module")
-def server(free_port):
+def server(free_port, start_server):
     port = free_port()
     proc = start_server(port)
     state = {"port": port, "proc": proc}
@@ -136,7 +118,7 @@ def test_export_svg_and_png(page, tmp_path):
     assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_server_gone_then_back(page, server):
+def test_server_gone_then_back(page, server, start_server):
     server["proc"].terminate()
     server["proc"].wait(10)
     page.wait_for_selector("#connection[data-ok=no]", timeout=10000)
@@ -145,10 +127,10 @@ def test_server_gone_then_back(page, server):
     page.wait_for_selector("#connection[data-ok=yes]", timeout=20000)
 
 
-def test_with_several_models_auto_guesses_and_says_so(browser, shared_data, free_port):
+def test_with_several_models_auto_guesses_and_says_so(browser, shared_data, free_port, start_server):
     """Two models served: the page offers auto as its default and shows the server's guess."""
     port = free_port()
-    proc = start_server(port, str(shared_data / "models" / "monkey.gen.json"), str(DEFAULT_MODEL))
+    proc = start_server(port, "--model", str(shared_data / "models" / "monkey.gen.json"), str(DEFAULT_MODEL))
     context = browser.new_context(viewport={"width": 900, "height": 600})
     try:
         page = context.new_page()

@@ -4,10 +4,10 @@ clients see their connection end rather than hang."""
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -35,17 +35,18 @@ def wait_for(url: str, process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def deployment(tmp_path, free_port):
+def deployment(tmp_path, free_port, start_server):
     """Two backends and nginx in front, as docs/deploy.md configures them (no TLS)."""
     public = free_port()
     origin = f"http://127.0.0.1:{public}"
+    # One process per backend: each stands for a host, and the test kills one outright. A core
+    # each (OMP_NUM_THREADS reaches torch's and numpy's BLAS threads), as two hosts would not
+    # share theirs (two processes of two spinning threads each on 2 cores start 3-4x slower).
+    one_core = {**os.environ, "OMP_NUM_THREADS": "1"}
     backends = {}
     for _ in range(2):
         port = free_port()
-        # One process per backend: each stands for a host, and the test kills one outright.
-        backends[port] = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--workers", "1",
-                                           "--port", str(port), "--origins", origin],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        backends[port] = start_server(port, "--workers", "1", "--origins", origin, env=one_core)
     config = tmp_path / "nginx.conf"
     upstreams = "".join(f"        server 127.0.0.1:{port};\n" for port in backends)
     config.write_text(f"""
@@ -78,8 +79,6 @@ http {{
     }}
 }}
 """)
-    for port, process in backends.items():
-        wait_for(f"http://127.0.0.1:{port}/healthz", process)
     nginx = subprocess.Popen([NGINX, "-c", str(config), "-p", str(tmp_path), "-g", "daemon off;"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

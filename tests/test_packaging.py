@@ -4,10 +4,8 @@ virtual environment, serves the drawing page and a completion with the model ins
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -21,7 +19,7 @@ def run(*command, **kw):
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=300, **kw)
 
 
-def test_a_wheel_in_a_fresh_venv_serves_the_page_and_completes(tmp_path):
+def test_a_wheel_in_a_fresh_venv_serves_the_page_and_completes(tmp_path, free_port, start_server):
     # No build isolation and no dependencies fetched: torch and the rest come from this
     # interpreter's site-packages (--system-site-packages), the package itself from the wheel.
     run(sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp_path))
@@ -38,21 +36,11 @@ def test_a_wheel_in_a_fresh_venv_serves_the_page_and_completes(tmp_path):
                 cwd=tmp_path).stdout.strip()
     assert where.startswith(str(venv)), f"imported {where}, not the installed wheel"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    server = subprocess.Popen([str(venv / "bin" / "sketchrnn"), "serve", "--port", str(port)], cwd=tmp_path,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = start_server(port, program=(str(venv / "bin" / "sketchrnn"),), cwd=tmp_path, env=env)
     try:
-        for _ in range(300):
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read().decode()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise AssertionError(server.stdout.read()) from None
-                time.sleep(0.1)
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
         assert "<canvas" in page
         assert b"WebSocket" in urllib.request.urlopen(f"http://127.0.0.1:{port}/app.js", timeout=5).read()
 
