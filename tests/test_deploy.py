@@ -85,7 +85,11 @@ http {{
         wait_for(f"{origin}/healthz", nginx)
         yield origin, backends
     finally:
-        nginx.send_signal(signal.SIGQUIT)
+        nginx.send_signal(signal.SIGQUIT)  # its master stops the workers (killed, it would orphan them)
+        try:
+            nginx.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
         for process in [nginx, *backends.values()]:
             if process.poll() is None:
                 process.kill()
