@@ -74,6 +74,27 @@ def health():
     return ask
 
 
+def _wait_for_answer(url: str, process: subprocess.Popen, seconds: float) -> None:
+    """Return once ``url`` answers; AssertionError saying why if ``process`` exits first or
+    ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while (exited := process.poll()) is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{process.args[0]} exited with {exited}" if exited is not None
+                         else f"{url} did not answer within {seconds:g} s")
+
+
+@pytest.fixture(scope="session")
+def wait_for_answer():
+    """A function that returns once a URL answers, or fails saying why (its process exited, or
+    the given seconds passed)."""
+    return _wait_for_answer
+
+
 @pytest.fixture(scope="session")
 def start_server(tmp_path_factory):
     """A function that starts ``sketchrnn serve --port PORT ARGS`` (``program``: how sketchrnn is
@@ -83,21 +104,17 @@ def start_server(tmp_path_factory):
 
     def start(port: int, *args: str, program=(sys.executable, "-m", "sketchrnn"), seconds: float = 120,
               **popen) -> subprocess.Popen:
+        arguments = ["serve", "--port", str(port), *args]
         log_path = tmp_path_factory.mktemp("serve") / "output.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen([*program, "serve", "--port", str(port), *args], stdout=log,
-                                       stderr=subprocess.STDOUT, **popen)
-        deadline = time.monotonic() + seconds
-        while (exited := process.poll()) is None and time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                return process
-            except OSError:
-                time.sleep(0.1)
-        process.kill()
-        process.wait()
-        why = f"exited with {exited}" if exited is not None else f"did not answer /healthz within {seconds:g} s"
-        raise AssertionError(f"sketchrnn serve --port {port} {' '.join(args)} {why}; its output:\n"
-                             f"{log_path.read_text()[-3000:]}")
+            process = subprocess.Popen([*program, *arguments], stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            _wait_for_answer(f"http://127.0.0.1:{port}/healthz", process, seconds)
+        except AssertionError as failed:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"sketchrnn {' '.join(arguments)}: {failed}; its output:\n"
+                                 f"{log_path.read_text()[-3000:]}") from None
+        return process
 
     return start

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,19 +22,8 @@ if not Path(NGINX).exists():
 DRAWING = [[[100, 100], [160, 90], [230, 100], [260, 140]], [[150, 120], [152, 160]]]
 
 
-def wait_for(url: str, process: subprocess.Popen) -> None:
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
-
-
 @pytest.fixture
-def deployment(tmp_path, free_port, start_server):
+def deployment(tmp_path, free_port, start_server, wait_for_answer):
     """Two backends and nginx in front, as docs/deploy.md configures them (no TLS)."""
     public = free_port()
     origin = f"http://127.0.0.1:{public}"
@@ -82,7 +70,7 @@ http {{
     nginx = subprocess.Popen([NGINX, "-c", str(config), "-p", str(tmp_path), "-g", "daemon off;"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(f"{origin}/healthz", nginx)
+        wait_for_answer(f"{origin}/healthz", nginx, 30)
         yield origin, backends
     finally:
         nginx.send_signal(signal.SIGQUIT)  # its master stops the workers (killed, it would orphan them)
@@ -109,11 +97,7 @@ async def draw(origin: str, seed: int, max_points: int = 40):
             done += message["type"] == "done"
 
 
-def connections(port: int) -> int:
-    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())["connections"]
-
-
-async def test_the_page_and_completions_through_nginx(deployment):
+async def test_the_page_and_completions_through_nginx(deployment, health):
     origin, backends = deployment
     page = urllib.request.urlopen(f"{origin}/", timeout=5).read().decode()
     assert "<canvas" in page
@@ -122,7 +106,7 @@ async def test_the_page_and_completions_through_nginx(deployment):
     sockets = [await connect(origin.replace("http", "ws") + "/ws", origin=origin) for _ in range(4)]
     try:
         await asyncio.sleep(0.2)
-        assert all(connections(port) >= 1 for port in backends)
+        assert all(health(port)["connections"] >= 1 for port in backends)
     finally:
         for ws in sockets:
             await ws.close()
