@@ -23,7 +23,8 @@ from websockets.asyncio.client import connect
 
 from sketchrnn.checkpoints import DEFAULT_MODEL, load_model
 from sketchrnn.data import load_sketches
-from sketchrnn.sampler import drawing_frame, prepare_for, prepare_strokes, score, simplify_strokes, typical_extent
+from sketchrnn.drawing_input import drawing_frame, prepare_for, prepare_strokes, simplify_strokes, typical_extent
+from sketchrnn.scoring import score
 from sketchrnn.strokes import polylines_to_stroke3, resample, stroke3_to_polylines
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

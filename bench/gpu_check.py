@@ -18,7 +18,7 @@ from torch import nn
 
 from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, compile_steps, make_cell
 from sketchrnn.core.engine import TrainConfig, load_checkpoint, train
-from sketchrnn.long_range import SequenceRegressor, adding_batch
+from sketchrnn.experiments.long_range import SequenceRegressor, adding_batch
 from sketchrnn.text import TextConfig, TextTrainConfig, generate, load_text_model, train_text_model
 
 

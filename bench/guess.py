@@ -1,6 +1,6 @@
 """How often ``"model": "auto"`` picks a drawing's own class: Google's four decoders score each
 Quick, Draw! drawing of their classes (drawn at 2x, a point every 2 px, as a mouse sends it),
-whole and cut after half its strokes, through ``sampler.guess_model`` (what the server runs).
+whole and cut after half its strokes, through ``scoring.guess_model`` (what the server runs).
 
     python bench/guess.py
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from sketchrnn.checkpoints import load_model
 from sketchrnn.data import load_sketches
-from sketchrnn.sampler import guess_model, score
+from sketchrnn.scoring import guess_model, score
 from sketchrnn.strokes import resample, stroke3_to_polylines
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

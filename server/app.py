@@ -1,19 +1,18 @@
 """The WebSocket service: the client's static files, ``/healthz``, and completions streamed point
-by point over ``/ws`` (protocol v1, ``docs/protocol.md``), on websockets' asyncio API."""
+by point over ``/ws``. The handler reads like the protocol (``protocol.py``, pure): hello, the
+auth step, then per message the rate step and a dispatch; admission and streaming are coroutines
+and helpers of their own."""
 
 import asyncio
 import http
 import json
 import logging
-import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -21,12 +20,16 @@ from websockets.http11 import Request as HTTPRequest
 from websockets.http11 import Response
 
 from sketchrnn.checkpoints import LoadedModel
-from sketchrnn.sampler import Request, Settings, guess_model, prepare_for, typical_extent
+from sketchrnn.drawing_input import prepare_for, typical_extent
+from sketchrnn.sampler import Request, Settings
+from sketchrnn.scoring import guess_model
 from sketchrnn.strokes import StrokeFormatError
 
+from . import protocol
+from .admission import Rates, admit
+from .protocol import Limits, ProtocolError
 from .worker import Event, ModelWorker, Stream
 
-PROTOCOL = 1
 CLIENT_DIR = resources.files("sketchrnn.client")  # the repository's client/, mapped into the package
 # The only files served over HTTP: request paths are looked up here, never joined onto a path.
 STATIC_FILES = {
@@ -37,29 +40,9 @@ STATIC_FILES = {
 }
 FRAME = 1 / 60  # seconds: the finest pace at which a client can show new points
 AUTH_SECONDS = 10.0  # a connection that must authenticate and has not by then is closed
-MAX_COORDINATE = 1e6  # larger than any screen by far: anything beyond is not a drawing
+LOG = logging.getLogger("sketchrnn.server")
 
-
-@dataclass
-class Limits:
-    max_message_bytes: int = 256 * 1024  # a long drawing is a few tens of KB of JSON
-    max_input_points: int = 2000  # points in one request's strokes
-    max_points: int = 250  # points per alternative (Magenta's max_seq_len)
-    max_n: int = 9  # alternatives per request
-    requests_per_second: float = 10.0  # per connection, sustained; bursts of twice that
-    # Points of drawing a connection may send per second (bursts of twice that). Reading them
-    # costs the server ~15 us a point (simplifying on the event loop, then priming the model); a
-    # person lifting the pen twice a second on a 2,000-point drawing sends 4,000; a client that
-    # resends 2,000 points ten times a second would make everyone else's completions 4-5x slower.
-    points_per_second: float = 4000.0
-    max_connections: int = 1000  # beyond: HTTP 503 at the handshake
-    max_batch: int = 1024  # alternatives stepped at once per model; beyond: "overloaded"
-
-
-class RequestError(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
+__all__ = ["CompletionServer", "Limits", "run", "default_origins"]
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str, method: str = "GET") -> Response:
@@ -68,67 +51,31 @@ def _response(status: http.HTTPStatus, body: bytes, content_type: str, method: s
     return Response(status.value, status.phrase, headers, body if method != "HEAD" else b"")
 
 
-class TokenBucket:
-    """``rate`` requests a second sustained, bursts of twice that."""
+class Connection:
+    """One client's side of the server: its outbox (drained by ``send_frames``), its rates and
+    the request running on it."""
 
-    def __init__(self, rate: float):
-        self.rate, self.allowance, self.last = rate, 2 * rate, time.monotonic()
+    def __init__(self, ws: ServerConnection, limits: Limits):
+        self.outbox: asyncio.Queue[list[dict]] = asyncio.Queue()
+        self.rates = Rates(limits)
+        self.current: Stream | None = None
+        self.sender = asyncio.create_task(send_frames(ws, self.outbox))
 
-    def take(self, cost: float = 1.0) -> bool:
-        now = time.monotonic()
-        self.allowance = min(2 * self.rate, self.allowance + (now - self.last) * self.rate)
-        self.last = now
-        if self.allowance < cost:
-            return False
-        self.allowance -= cost
-        return True
+    def send(self, *messages: dict) -> None:
+        self.outbox.put_nowait(list(messages))
 
+    def cancel(self, request_id=None) -> None:
+        """Cancel the running request (only if it is ``request_id``, when given); the worker ends
+        its alternatives "cancelled" at its next step."""
+        if self.current is not None and (request_id is None or self.current.id == request_id):
+            self.current.cancelled = True
 
-def _finite(value) -> bool:
-    """A JSON number that is finite as a float (an integer of 400 digits is not)."""
-    try:
-        return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _number(value, field: str, low: float, high: float) -> float:
-    if not _finite(value):
-        raise RequestError("bad_request", f"{field} must be a finite number")
-    if not low <= value <= high:
-        raise RequestError("bad_request", f"{field} must be between {low:g} and {high:g}, got {value:g}")
-    return float(value)
-
-
-def _integer(value, field: str, low: int, high: int, code: str = "bad_request") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError("bad_request", f"{field} must be an integer")
-    if not low <= value <= high:
-        # Over the limit is "too_large"; below the least sensible value is just a bad request.
-        raise RequestError(code if value > high else "bad_request", f"{field} must be between {low} and {high}, "
-                                                                    f"got {value}")
-    return value
-
-
-def parse_strokes(strokes, limit: int) -> list[np.ndarray]:
-    """Absolute polylines from the client -> arrays, or a RequestError naming the problem."""
-    if not isinstance(strokes, list) or not strokes:
-        raise RequestError("bad_request", "strokes must be a non-empty list of strokes [[x, y], ...]")
-    total = sum(len(s) if isinstance(s, list) else 0 for s in strokes)
-    if total > limit:
-        raise RequestError("too_large", f"strokes hold {total} points; the limit is {limit}")
-    parsed = []
-    for i, stroke in enumerate(strokes):
-        if not isinstance(stroke, list) or not stroke:
-            raise RequestError("bad_request", f"strokes[{i}] must be a non-empty list of [x, y] points")
-        for j, point in enumerate(stroke):
-            if (not isinstance(point, list) or len(point) != 2
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
-                raise RequestError("bad_request", f"strokes[{i}][{j}] must be [x, y] with numbers")
-            if not all(_finite(v) and abs(v) <= MAX_COORDINATE for v in point):
-                raise RequestError("bad_request", f"strokes[{i}][{j}] must be finite, within ±{MAX_COORDINATE:g}")
-        parsed.append(np.array(stroke, dtype=np.float64))
-    return parsed
+    async def close(self) -> None:
+        self.cancel()
+        self.sender.cancel()
+        # Wait for it: a sender still running after the handler returns races the test (and the
+        # server's shutdown) that counts what is left.
+        await asyncio.gather(self.sender, return_exceptions=True)
 
 
 class CompletionServer:
@@ -150,8 +97,7 @@ class CompletionServer:
     def hello(self) -> dict:
         models = [{"name": name, "mode": m.model.config.mode, "max_points": self.limits.max_points,
                    "classes": m.classes, "scale_factor": m.scale_factor} for name, m in self.models.items()]
-        return {"type": "hello", "protocol": PROTOCOL, "models": models, "limits": asdict(self.limits),
-                "worker": self.worker[0]}
+        return protocol.hello(models, self.limits, self.worker[0])
 
     def process_request(self, connection: ServerConnection, request: HTTPRequest) -> Response | None:
         url = urlsplit(request.path)
@@ -187,187 +133,79 @@ class CompletionServer:
             return True
         self.unauthenticated += 1
         try:
-            raw = await asyncio.wait_for(ws.recv(), AUTH_SECONDS)
-            message = self._decode(raw)
+            message = protocol.decode(await asyncio.wait_for(ws.recv(), AUTH_SECONDS))
             if message.get("type") == "auth" and message.get("token") == self.token:
                 return True
             reason = 'send {"type": "auth", "token": ...} first, or connect with ?token='
         except TimeoutError:
             reason = f"no auth message within {AUTH_SECONDS:g} s"
-        except RequestError as e:
+        except ProtocolError as e:
             reason = f"{e.message}; the first message must be auth"
         finally:
             self.unauthenticated -= 1
-        await ws.send(json.dumps({"type": "error", "code": "unauthorized", "message": reason}))
+        await ws.send(protocol.encode(protocol.error("unauthorized", reason)))
         await ws.close(1008, "unauthorized")
         return False
 
     async def handler(self, ws: ServerConnection) -> None:
         try:
-            await ws.send(json.dumps(self.hello()))
+            await ws.send(protocol.encode(self.hello()))
             if not await self.authenticate(ws):
                 return
         except ConnectionClosed:
             return
         self.connections += 1
-        loop = asyncio.get_running_loop()
-        outbox: asyncio.Queue = asyncio.Queue()
-        sender = asyncio.create_task(self._send(ws, outbox))
-        current: Stream | None = None
-        rate = TokenBucket(self.limits.requests_per_second)
-        drawing = TokenBucket(self.limits.points_per_second)
+        connection = Connection(ws, self.limits)
         try:
             async for raw in ws:
-                try:
-                    message = self._decode(raw)
-                    if not rate.take():
-                        raise RequestError("rate_limited", f"more than {self.limits.requests_per_second:g} "
-                                                           "requests per second on this connection")
-                    kind = message.get("type")
-                    if kind == "complete":
-                        if current is not None:
-                            current.cancelled = True  # someone drawing again wants the new ending
-                        current = None
-                        current = await self._start(message, loop, outbox, drawing)
-                    elif kind == "cancel":
-                        if current is not None and current.id == message.get("id"):
-                            current.cancelled = True
-                    else:
-                        raise RequestError("bad_request", f"unknown message type {kind!r}; expected complete or cancel")
-                except RequestError as e:
-                    outbox.put_nowait([self._error(raw, e.code, e.message)])
-                except Exception:  # a bug must cost one request, not the connection
-                    logging.getLogger("sketchrnn.server").exception("request failed")
-                    outbox.put_nowait([self._error(raw, "internal", "the server failed on this request; see its log")])
+                await self.receive(connection, raw)
         except ConnectionClosed:
             pass
         finally:
-            if current is not None:
-                current.cancelled = True  # the worker frees its rows at the next step
             self.connections -= 1
-            sender.cancel()
-            # Wait for it: a sender still running after the handler returns races the test (and
-            # the server's shutdown) that counts what is left.
-            await asyncio.gather(sender, return_exceptions=True)
+            await connection.close()
 
-    @staticmethod
-    def _error(raw, code: str, message: str) -> dict:
-        error = {"type": "error", "code": code, "message": message}
-        if isinstance(message_id := _id_of(raw), str):
-            error["id"] = message_id
-        return error
-
-    def _decode(self, raw) -> dict:
-        if isinstance(raw, bytes):
-            raise RequestError("bad_request", "binary frames are not part of the protocol; send JSON text")
+    async def receive(self, connection: Connection, raw) -> None:
+        """One message: decode, the rate step, parse, dispatch. Every failure is an ``error``
+        reply to this message alone: the connection and its other requests go on."""
+        message = None
         try:
-            message = json.loads(raw)
-        except (ValueError, RecursionError) as e:  # ValueError: also integers of over 4,300 digits
-            raise RequestError("bad_request", f"message is not valid JSON ({e})") from None
-        if not isinstance(message, dict):
-            raise RequestError("bad_request", "message must be a JSON object")
-        return message
+            message = protocol.decode(raw)
+            connection.rates.take_message()
+            request = protocol.parse(message, self.limits, self.models, self.default_model)
+            if isinstance(request, protocol.Complete):
+                connection.cancel()  # someone drawing again wants the new ending
+                connection.current = None
+                connection.current = await self.start(connection, request)
+            elif isinstance(request, protocol.Cancel):
+                connection.cancel(request.id)
+            else:  # auth is the first message or none
+                raise ProtocolError("bad_request", "unknown message type 'auth'; expected complete or cancel")
+        except ProtocolError as e:
+            connection.send(protocol.error(e.code, e.message, protocol.id_of(message)))
+        except Exception:  # a bug must cost one request, not the connection
+            LOG.exception("request failed")
+            connection.send(protocol.error("internal", "the server failed on this request; see its log",
+                                           protocol.id_of(message)))
 
-    async def _start(self, message: dict, loop, outbox: asyncio.Queue, drawing: TokenBucket) -> Stream:
-        request_id = message.get("id")
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
-            raise RequestError("bad_request", "id must be a string of 1 to 64 characters")
-        name = message.get("model", self.default_model)
-        if not isinstance(name, str):
-            raise RequestError("bad_request", "model must be a string: a served model's name, or auto")
-        if name != "auto" and name not in self.models:
-            raise RequestError("unknown_model", f"model {name!r} is not served; served: auto, {', '.join(self.models)}")
-        limits = self.limits
-        strokes = parse_strokes(message.get("strokes"), limits.max_input_points)
-        if not drawing.take(sum(len(s) for s in strokes)):
-            raise RequestError("rate_limited", f"more than {limits.points_per_second:g} points of drawing per "
-                                               "second on this connection")
-        temperature = _number(message.get("temperature", 0.25), "temperature", 0.01, 2.0)
-        pen_temperature = message.get("pen_temperature")
-        if pen_temperature is not None:
-            pen_temperature = _number(pen_temperature, "pen_temperature", 0.01, 2.0)
-        n = _integer(message.get("n", 1), "n", 1, limits.max_n, "too_large")
-        max_points = _integer(message.get("max_points", limits.max_points), "max_points", 1, limits.max_points,
-                              "too_large")
-        seed = message.get("seed")
-        if seed is not None:
-            seed = _integer(seed, "seed", 0, 2**63 - 1)
-        greedy = message.get("greedy", False)
-        if not isinstance(greedy, bool):
-            raise RequestError("bad_request", "greedy must be true or false")
-        scale = message.get("scale")
-        if scale is not None:
-            scale = _number(scale, "scale", 1e-6, 1e6)
+    async def start(self, connection: Connection, request: protocol.Complete) -> Stream:
+        """Read the drawing for its model (guessing which, for "auto") and queue it on the model's
+        worker; the worker's events come back through ``connection``'s outbox."""
+        connection.rates.take_points(sum(len(s) for s in request.strokes))
+        name = request.model
         try:
             if name == "auto":  # every model scores the drawing, off the event loop
-                name, scores = await asyncio.to_thread(guess_model, self.models, strokes)
-                outbox.put_nowait([{"type": "guess", "id": request_id, "model": name,
-                                    "scores": {k: round(v, 4) for k, v in scores.items()}}])
-            loaded = self.models[name]
-            prefix, scale = prepare_for(loaded, strokes, scale)
+                name, scores = await asyncio.to_thread(guess_model, self.models, request.strokes)
+                connection.send(protocol.guess(request.id, name, scores))
+            prefix, scale = prepare_for(self.models[name], request.strokes, request.scale)
         except StrokeFormatError as e:  # strokes no screen could hold
-            raise RequestError("bad_request", str(e)) from None
-        settings = Settings(temperature, pen_temperature, greedy, seed, max_points)
-        request = Request(prefix, scale, n, settings, origin=tuple(strokes[-1][-1]))
-
-        stream = Stream(request_id, request, loop, self._messages, outbox.put_nowait)
-        if not self.workers[name].submit(stream):
-            raise RequestError("overloaded", f"model {name!r} is stepping its limit of {limits.max_batch} "
-                                             "alternatives; try again shortly")
+            raise ProtocolError("bad_request", str(e)) from None
+        settings = Settings(request.temperature, request.pen_temperature, request.greedy, request.seed,
+                            request.max_points)
+        sampled = Request(prefix, scale, request.n, settings, origin=tuple(request.strokes[-1][-1]))
+        stream = Stream(request.id, sampled, asyncio.get_running_loop(), stream_messages, connection.outbox.put_nowait)
+        admit(self.workers[name], stream, name)
         return stream
-
-    @staticmethod
-    def _messages(stream: Stream, events: list[Event]) -> list[dict]:
-        """The protocol messages for a stream's worker events (run on the worker's thread)."""
-        messages = []
-        for event in events:
-            if event.point is not None:
-                messages.append({"type": "points", "id": stream.id, "k": event.k, "points": [event.point]})
-            elif event.finished == "failed":
-                messages.append({"type": "error", "id": stream.id, "code": "internal",
-                                 "message": "the model failed on this request; see the server log"})
-            else:
-                ms = round((time.monotonic() - stream.started) * 1000, 1)
-                messages.append({"type": "done", "id": stream.id, "k": event.k, "reason": event.finished,
-                                 "points": event.count, "ms": ms})
-        return messages
-
-    async def _send(self, ws: ServerConnection, outbox: asyncio.Queue) -> None:
-        """Drain the outbox, joining each alternative's queued points into one message.
-
-        More points of a request already being drawn wait until a frame (1/60 s) has passed
-        since the last send: no screen shows them sooner, and one send per point per stream
-        saturates the event loop long before the model does. A request's first points and
-        every ``done`` go at once."""
-        last_send, last_id = 0.0, None
-        while True:
-            batches = [await outbox.get()]
-            only_more_points = all(m["type"] == "points" and m["id"] == last_id for m in batches[0])
-            wait = last_send + FRAME - time.monotonic()
-            if only_more_points and wait > 0:
-                await asyncio.sleep(wait)
-            while not outbox.empty():
-                batches.append(outbox.get_nowait())
-            merged: list[dict] = []
-            for message in (m for batch in batches for m in batch):
-                previous = merged[-1] if merged else None
-                if (message["type"] == "points" and previous is not None and previous["type"] == "points"
-                        and previous["id"] == message["id"] and previous["k"] == message["k"]):
-                    previous["points"] += message["points"]
-                else:
-                    merged.append(message)
-            last_send, last_id = time.monotonic(), merged[-1].get("id")
-            try:
-                for message in merged:
-                    await ws.send(json.dumps(message, separators=(",", ":")))
-            except ConnectionClosed:
-                pass
-            except Exception:  # a bug here must not leave the client waiting in silence
-                logging.getLogger("sketchrnn.server").exception("sending failed; closing the connection")
-                await ws.close(1011, "internal error")
-            finally:
-                for _ in batches:
-                    outbox.task_done()
 
     async def drain(self, timeout: float = 3.0) -> None:
         """Cancel every running alternative and wait (up to ``timeout``) until each has sent its
@@ -384,12 +222,49 @@ class CompletionServer:
             worker.stop()
 
 
-def _id_of(raw) -> object:
-    try:
-        message = json.loads(raw)
-        return message.get("id") if isinstance(message, dict) else None
-    except (ValueError, TypeError, RecursionError):
-        return None
+def stream_messages(stream: Stream, events: list[Event]) -> list[dict]:
+    """The protocol messages for a stream's worker events (run on the worker's thread)."""
+    messages = []
+    for event in events:
+        if event.point is not None:
+            messages.append(protocol.points(stream.id, event.k, [event.point]))
+        elif event.finished == "failed":
+            messages.append(protocol.error("internal", "the model failed on this request; see the server log",
+                                           stream.id))
+        else:
+            ms = (time.monotonic() - stream.started) * 1000
+            messages.append(protocol.done(stream.id, event.k, event.finished, event.count, ms))
+    return messages
+
+
+async def send_frames(ws: ServerConnection, outbox: asyncio.Queue) -> None:
+    """Drain the outbox, joining each alternative's queued points into one message.
+
+    More points of a request already being drawn wait until a frame (1/60 s) has passed since the
+    last send: no screen shows them sooner, and one send per point per stream saturates the event
+    loop long before the model does. A request's first points and every ``done`` go at once."""
+    last_send, last_id = 0.0, None
+    while True:
+        batches = [await outbox.get()]
+        only_more_points = all(m["type"] == "points" and m["id"] == last_id for m in batches[0])
+        wait = last_send + FRAME - time.monotonic()
+        if only_more_points and wait > 0:
+            await asyncio.sleep(wait)
+        while not outbox.empty():
+            batches.append(outbox.get_nowait())
+        merged = protocol.merge_points([m for batch in batches for m in batch])
+        last_send, last_id = time.monotonic(), merged[-1].get("id")
+        try:
+            for message in merged:
+                await ws.send(protocol.encode(message))
+        except ConnectionClosed:
+            pass
+        except Exception:  # a bug here must not leave the client waiting in silence
+            LOG.exception("sending failed; closing the connection")
+            await ws.close(1011, "internal error")
+        finally:
+            for _ in batches:
+                outbox.task_done()
 
 
 def default_origins(host: str, port: int) -> list[str | None]:

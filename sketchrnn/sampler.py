@@ -1,6 +1,6 @@
 """The one sampler: a Batch of rows stepping a Sketch-RNN decoder together, used alike by
-``sketchrnn sample/complete`` and by the server; beside it, the input pipeline that turns a
-person's strokes into what the model was trained on.
+``sketchrnn sample/complete`` and by the server. A person's strokes reach it through
+``drawing_input``; ``scoring`` and ``recognizer`` say which model should draw.
 
 Each request asks for n alternatives continuing one drawing; each alternative is a row with its
 own request's random stream, temperature, scale, latent z and point budget. Requests join between
@@ -14,7 +14,6 @@ Points come out in the drawing's own units, both as offsets (stroke-3) and as ab
 """
 
 import functools
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +21,9 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from sketchrnn.data import END, S0, stroke5, stroke5_batch, to_model_units
-from sketchrnn.model import SketchRNN, step_nll
-from sketchrnn.strokes import RDP_EPSILON, polylines_to_stroke3, rdp
+from sketchrnn.data import S0, stroke5, to_model_units
+from sketchrnn.latent import encode
+from sketchrnn.model import SketchRNN
 
 # While a seeded or greedy request is in the batch, every torch decoder call sees a row count that
 # is a multiple of this. On MKL's sgemm a row's result then does not depend on which other rows
@@ -33,7 +32,6 @@ from sketchrnn.strokes import RDP_EPSILON, polylines_to_stroke3, rdp
 # decoder on the CPU steps in numpy instead (LSTMStep), where such rows get a matrix-vector product
 # each, which depends on nothing else: there no row is padded.
 ROW_MULTIPLE = 8
-FRAME = 255.0  # Quick, Draw! simplified drawings: the longer side scaled to 0-255
 
 
 @dataclass
@@ -471,138 +469,3 @@ def complete(model: SketchRNN, request: Request) -> list[np.ndarray]:
 def sample(model: SketchRNN, scale: float, n: int, settings: Settings, z: Tensor | None = None) -> list[np.ndarray]:
     """n drawings from nothing (a VAE: one z from the prior each, or the given z)."""
     return complete(model, Request(np.zeros((0, 3), dtype=np.float32), scale, n, settings, z))
-
-
-# --- A person's strokes, as the model's training data looked -----------------------------------
-
-
-def drawing_frame(polylines: list[np.ndarray]) -> tuple[np.ndarray, float]:
-    """The frame Google simplified drawings in: (lowest corner, drawing units per frame unit),
-    where the longer side of the drawing counts 255 frame units."""
-    everything = np.concatenate(polylines)
-    low = everything.min(0)
-    return low, float((everything - low).max()) / FRAME
-
-
-def simplify_strokes(polylines: list[np.ndarray], low: np.ndarray, unit: float,
-                     epsilon: float = RDP_EPSILON) -> list[np.ndarray]:
-    """Google's simplification in a given frame: Ramer-Douglas-Peucker at ``epsilon`` frame units,
-    rounded to the frame's grid; back in drawing units. Google resamples at 1 unit first; on mouse
-    input (a point every few pixels) that only adds points on straight segments, which RDP drops
-    again, and costs 10x the time (35 ms for 2,000 points, on the server's event loop)."""
-    polylines = [p if len(p) > 1 else np.repeat(p, 2, 0) for p in polylines]  # a tap is a dot
-    if unit <= 0:  # the whole drawing is one dot
-        return [p[:2] for p in polylines]
-    return [np.round(rdp((p - low) / unit, epsilon)) * unit + low for p in polylines]
-
-
-def typical_extent(model: SketchRNN) -> float:
-    """How many of its own units a model's drawings span: the median longer side of 64 drawings it
-    samples at temperature 1 (seed 0), computed once per model. Sketch-RNN's unit is the std of
-    its training offsets; drawings span ~13 of them (aaron_sheep: 239 / 18.5)."""
-    if model not in _EXTENTS:
-        drawings = sample(model, 1.0, 64, Settings(temperature=1.0, seed=0))
-        _EXTENTS[model] = float(np.median([np.ptp(np.cumsum(d[:, :2], 0), 0).max() for d in drawings if len(d) > 2]))
-    return _EXTENTS[model]
-
-
-_EXTENTS: "weakref.WeakKeyDictionary[SketchRNN, float]" = weakref.WeakKeyDictionary()
-
-
-def prepare_strokes(polylines: list[np.ndarray], max_len: int, scale: float | None = None,
-                    fallback_scale: float = 1.0, extent: float | None = None,
-                    where: str = "strokes") -> tuple[np.ndarray, float]:
-    """Absolute polylines as drawn (every mouse point, in any units) -> (stroke-3 prefix, scale).
-
-    Simplified as Google simplified the training drawings, in the drawing's own frame (see
-    ``simplify_strokes``): a mouse sends 5-14x more points than that, and a model fed dense
-    strokes reads its own step size as tiny and draws tangles. Past ``max_len`` points (the
-    longest drawing the model trained on) the tolerance doubles until it fits, then the oldest
-    points go.
-
-    The scale (drawing units per model unit) is ``scale`` if given. Else two readings of it, and
-    their geometric mean where both exist: the std of the simplified offsets (the model's unit is
-    the std of its training offsets; it runs large on a few long straight strokes), and the
-    drawing's longer side over ``extent``, what the model's own drawings span (``typical_extent``;
-    it runs small on a part of a drawing). Together they beat either alone on real half-drawings
-    (BENCHMARKS.md: best-of-8 Chamfer 0.073-0.095 against 0.063-0.105 for the std alone, every
-    size 0.75-1.27x). A dot falls back on ``fallback_scale``. A drawing that is no drawing
-    (offsets beyond any screen) raises a StrokeFormatError naming ``where``."""
-    low, unit = drawing_frame(polylines)
-    epsilon = RDP_EPSILON
-    prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon), where)
-    while len(prefix) > max_len and epsilon < 8 * RDP_EPSILON:
-        epsilon *= 2
-        prefix = polylines_to_stroke3(simplify_strokes(polylines, low, unit, epsilon), where)
-    prefix = prefix[-max_len:]
-    if scale is None:
-        offsets = prefix[1:, :2]
-        readings = [float(offsets.std()) if len(offsets) >= 2 else 0.0]
-        if extent is not None:
-            readings.append(unit * FRAME / extent)
-        readings = [r for r in readings if r > 0]
-        scale = float(np.exp(np.mean(np.log(readings)))) if readings else fallback_scale
-    return prefix, scale
-
-
-def prepare_for(loaded, polylines: list[np.ndarray], scale: float | None = None) -> tuple[np.ndarray, float]:
-    """``prepare_strokes`` for one loaded model (a ``checkpoints.LoadedModel``): its longest
-    drawing, its scale factor for a dot, its typical extent. What the server, ``sketchrnn complete``
-    and the model guess all read a person's drawing with."""
-    return prepare_strokes(polylines, loaded.max_len, scale, loaded.scale_factor, typical_extent(loaded.model))
-
-
-@torch.no_grad()
-def score(model: SketchRNN, drawing: np.ndarray, scales, start: int = 0, ended: bool = False) -> np.ndarray:
-    """NLL per point in drawing units (nats) of ``drawing``'s points from ``start`` on, given the
-    points before it, read at each of ``scales`` (one batched pass, a row per scale); with
-    ``ended`` the end of sketch after the last point counts too. Comparable across scales and
-    models: a density over model units is the density over drawing units times scale^2.
-    A VAE reads with z from the encoder of the points before ``start`` (the prior's mean if none)."""
-    device = next(model.parameters()).device
-    scales = np.asarray(scales, dtype=np.float64)
-    rows = torch.from_numpy(np.stack([stroke5(to_model_units(drawing, s)) for s in scales], 1)).to(device)
-    first = torch.tensor(S0, device=device).expand(1, len(scales), 5)
-    end = torch.tensor(END, device=device).expand(1, len(scales), 5)
-    inputs = torch.cat([first, rows if ended else rows[:-1]])
-    targets = torch.cat([rows, end]) if ended else rows
-    z = None
-    if model.config.mode == "vae":  # the points before start, encoded at each row's own scale
-        z = (torch.cat([encode(model, s, [drawing[:start]]) for s in scales]) if start > 0
-             else torch.zeros(len(scales), model.config.z_size, device=device))
-    out, _ = model.eval().decode(inputs, z=z)
-    offset, pen = step_nll(model.params(out), targets)
-    offset = offset[start : len(drawing)] + 2 * torch.log(torch.from_numpy(scales).to(offset))
-    total = offset.sum(0) + pen[start:].sum(0)
-    return (total / (len(targets) - start)).cpu().numpy()
-
-
-def guess_model(models: dict, polylines: list[np.ndarray]) -> tuple[str, dict[str, float]]:
-    """Which model (of ``{name: LoadedModel}``) explains a person's drawing best: each scores the
-    drawing, prepared for it, as NLL per point in drawing units (comparable across models whatever
-    their scale factors). Returns the name of the likeliest and every score."""
-    scores = {}
-    for name, loaded in models.items():
-        prefix, scale = prepare_for(loaded, polylines)
-        scores[name] = float(score(loaded.model, prefix, [scale])[0])
-    return min(scores, key=scores.get), scores
-
-
-@torch.no_grad()
-def encode(model: SketchRNN, scale_factor: float, drawings: list[np.ndarray]) -> torch.Tensor:
-    """The mean latent mu (n, z) of each drawing under a VAE model."""
-    if model.config.mode != "vae":
-        raise ValueError("encoding needs a VAE model (trained with --mode vae)")
-    device = next(model.parameters()).device
-    batch = stroke5_batch([to_model_units(d, scale_factor) for d in drawings], np.zeros(len(drawings), dtype=np.int64))
-    mu, _ = model.eval().encode(batch.targets.to(device), batch.lengths - 1)
-    return mu
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between latents, as Magenta's notebook: it keeps the norm a
-    Gaussian latent typically has, where a straight line would pass near the origin."""
-    omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
-    if omega.abs() < 1e-6:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-# No screen is this large: an offset beyond it is a corrupt file, not a drawing.
-ABSURD_OFFSET = 1e5
+# No screen is this large: a coordinate or offset beyond it is a corrupt file or a forged
+# message, not a drawing (files and the server's messages alike).
+MAX_COORDINATE = 1e6
 RDP_EPSILON = 2.0  # Google's simplification tolerance, in pixels of the 0-255 frame
 SPLITS = ("train", "valid", "test")
 
@@ -44,8 +45,8 @@ def check_stroke3(s3: np.ndarray, where: str) -> np.ndarray:
     if not np.isfinite(s3).all():
         raise StrokeFormatError(f"{where}: NaN or infinite values")
     worst = float(np.abs(s3[:, :2]).max())
-    if worst > ABSURD_OFFSET:
-        raise StrokeFormatError(f"{where}: offset {worst:g} beyond the limit {ABSURD_OFFSET:g}")
+    if worst > MAX_COORDINATE:
+        raise StrokeFormatError(f"{where}: offset {worst:g} beyond the limit {MAX_COORDINATE:g}")
     if not np.isin(s3[:, 2], (0.0, 1.0)).all():
         raise StrokeFormatError(f"{where}: pen state must be 0 or 1")
     return s3
@@ -213,8 +214,8 @@ def parse_ndjson_line(line: str, where: str, simplify: bool = True) -> Record:
             raise StrokeFormatError(f"{where}: stroke {i} holds non-numeric coordinates") from None
         if not np.isfinite(points).all():
             raise StrokeFormatError(f"{where}: stroke {i} has NaN or infinite values")
-        if len(points) and np.abs(points).max() > ABSURD_OFFSET:
-            raise StrokeFormatError(f"{where}: stroke {i} has a coordinate beyond {ABSURD_OFFSET:g}")
+        if len(points) and np.abs(points).max() > MAX_COORDINATE:
+            raise StrokeFormatError(f"{where}: stroke {i} has a coordinate beyond {MAX_COORDINATE:g}")
         strokes.append(points)
     if raw and simplify:
         strokes = simplify_raw(strokes)

@@ -23,7 +23,7 @@ from sketchrnn.core.engine import (
     train,
 )
 from sketchrnn.data import StrokeBatch, stroke5_batch
-from sketchrnn.long_range import adding_batch
+from sketchrnn.experiments.long_range import adding_batch
 
 
 class TinyRegressor(nn.Module):

@@ -4,7 +4,13 @@ not, and gated cells learn a long-range dependency the Elman RNN cannot."""
 import torch
 
 from sketchrnn.core.engine import TrainConfig
-from sketchrnn.long_range import AddingConfig, SequenceRegressor, adding_batch, gradient_by_lag, run_adding_task
+from sketchrnn.experiments.long_range import (
+    AddingConfig,
+    SequenceRegressor,
+    adding_batch,
+    gradient_by_lag,
+    run_adding_task,
+)
 
 
 def test_adding_batch_marks_one_value_in_each_half():

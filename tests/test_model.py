@@ -15,6 +15,7 @@ from sketchrnn.checkpoints import ModelFileError, download_model, import_gen_jso
 from sketchrnn.cli import main
 from sketchrnn.core.engine import TrainConfig, exponential_anneal
 from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
+from sketchrnn.drawing_input import prepare_strokes, typical_extent
 from sketchrnn.model import SketchRNN, SketchRNNConfig, per_drawing_nll, split_output, step_nll, training_loss
 from sketchrnn.sampler import (
     ROW_MULTIPLE,
@@ -23,9 +24,7 @@ from sketchrnn.sampler import (
     Request,
     Settings,
     complete,
-    prepare_strokes,
     sample,
-    typical_extent,
 )
 from sketchrnn.strokes import read_ndjson, resample, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
@@ -422,7 +421,7 @@ def test_vae_reconstruct_and_interpolate_commands(sketches_dir, tmp_path, capsys
 
 
 def test_slerp_keeps_the_ends_and_the_norm_between_orthogonal_latents():
-    from sketchrnn.sampler import slerp
+    from sketchrnn.latent import slerp
 
     a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     torch.testing.assert_close(slerp(a, b, 0.0), a)

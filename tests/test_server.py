@@ -16,7 +16,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from sketchrnn.checkpoints import load_model
 from sketchrnn.core.engine import TrainConfig
 from sketchrnn.model import SketchRNNConfig
-from sketchrnn.server.app import Limits, RequestError, parse_strokes, run
+from sketchrnn.server.app import run
+from sketchrnn.server.protocol import Limits, ProtocolError, parse_strokes
 from sketchrnn.train import SketchTrainConfig, train_sketch_model
 
 DRAWING = [[[10, 10], [60, 12], [62, 50]], [[30, 30], [35, 40]]]
@@ -246,12 +247,12 @@ async def test_a_drawing_larger_than_any_screen_is_refused_by_name(served):
         await hello(ws)
         await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": [[[1e6, 1e6], [-1e6, 1e6]]]}))
         error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 100000"
+        assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 1e+06"
         # The same when every model is to guess first: no model can read it either.
         await ws.send(json.dumps({"type": "complete", "id": "r2", "model": "auto",
                                   "strokes": [[[1e6, 1e6], [-1e6, 1e6]]]}))
         error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 100000"
+    assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 1e+06"
 
 
 async def test_cancel_and_supersede(served):
@@ -523,7 +524,7 @@ json_values = st.recursive(
 def test_any_strokes_value_is_parsed_or_refused_with_a_request_error(value):
     try:
         strokes = parse_strokes(value, 2000)
-    except RequestError as e:
+    except ProtocolError as e:
         assert e.code in ("bad_request", "too_large") and e.message
     else:
         assert strokes and all(s.ndim == 2 and s.shape[1] == 2 and len(s) >= 2 for s in strokes)

@@ -104,7 +104,7 @@ BAD_LINES = {
     "x/y mismatch": ('{"drawing": [[[1, 2, 3], [3, 4]]]}', "different lengths"),
     "non-numeric": ('{"drawing": [[[1, "a"], [3, 4]]]}', "non-numeric"),
     "nan": ('{"drawing": [[[1, NaN], [3, 4]]]}', "NaN or infinite"),
-    "absurd offset": ('{"drawing": [[[0, 1e9], [0, 0]]]}', "coordinate beyond 100000"),
+    "absurd offset": ('{"drawing": [[[0, 1e9], [0, 0]]]}', "coordinate beyond 1e.06"),
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sketchrnn.cli.flags import add_config_flags, config_from_args
 from sketchrnn.core import CELLS
-from sketchrnn.long_range import AddingConfig, decay_per_step, gradient_flow, run_adding_task
+from sketchrnn.experiments.long_range import AddingConfig, decay_per_step, gradient_flow, run_adding_task
 from sketchrnn.plot import PALETTE, Series, line_chart
 
 

@@ -19,17 +19,11 @@ from sketchrnn.checkpoints import (
 from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
 from sketchrnn.core import distributed
 from sketchrnn.data import SketchSet, load_sketches
+from sketchrnn.drawing_input import prepare_for
+from sketchrnn.latent import encode, slerp
 from sketchrnn.render import render_grid
-from sketchrnn.sampler import (
-    Request,
-    Settings,
-    complete,
-    encode,
-    guess_model,
-    prepare_for,
-    sample,
-    slerp,
-)
+from sketchrnn.sampler import Request, Settings, complete, sample
+from sketchrnn.scoring import guess_model
 from sketchrnn.strokes import SPLITS, StrokeFormatError, read_drawing, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
 

@@ -1,0 +1,230 @@
+"""Protocol v1 (``docs/protocol.md``), pure: every message a client sends decoded and validated
+into a typed request, every message the server sends built here, with the limits and the error
+codes. No sockets, no asyncio: each rule is testable on a plain string."""
+
+import json
+import math
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from sketchrnn.strokes import MAX_COORDINATE
+
+PROTOCOL = 1
+MAX_ID_CHARS = 64  # the client's name for a request: a counter or a UUID, never a document
+MAX_SEED = 2**63 - 1  # numpy's SeedSequence takes any integer; JSON readers keep 64 bits
+TEMPERATURE = (0.01, 2.0)  # beyond 2 every sample is noise; below 0.01 use greedy
+SCALE = (1e-6, 1e6)  # client units per model unit, from a thousandth of a pixel to a building
+DEFAULT_TEMPERATURE = 0.25  # sketch-rnn-js's demos draw at 0.25
+
+# code -> when the server answers it (docs/protocol.md's table says the same, for people).
+ERROR_CODES = {
+    "bad_request": "not JSON, not an object, unknown type, a binary frame, a field of the wrong type or range",
+    "unknown_model": "model names no served model and is not auto",
+    "too_large": "strokes over max_input_points, n over max_n, max_points over the limit",
+    "rate_limited": "more than requests_per_second messages or points_per_second points on this connection",
+    "overloaded": "the model is already stepping max_batch alternatives",
+    "unauthorized": "a token is required and the first message was not a valid auth",
+    "internal": "the server failed on this request",
+}
+
+
+@dataclass
+class Limits:
+    max_message_bytes: int = 256 * 1024  # a long drawing is a few tens of KB of JSON
+    max_input_points: int = 2000  # points in one request's strokes
+    max_points: int = 250  # points per alternative (Magenta's max_seq_len)
+    max_n: int = 9  # alternatives per request
+    requests_per_second: float = 10.0  # per connection, sustained; bursts of twice that
+    # Points of drawing a connection may send per second (bursts of twice that). Reading them
+    # costs the server time on its event loop (simplifying) and the model's (priming): a client
+    # that resent a long drawing many times a second would slow everyone else's completions.
+    points_per_second: float = 4000.0
+    max_connections: int = 1000  # beyond: HTTP 503 at the handshake
+    max_batch: int = 1024  # alternatives stepped at once per model; beyond: "overloaded"
+
+
+class ProtocolError(Exception):
+    """A request the server answers with an ``error`` message (the connection stays open)."""
+
+    def __init__(self, code: str, message: str):
+        assert code in ERROR_CODES, code
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass(frozen=True)
+class Complete:
+    id: str
+    model: str  # a served model's name, or "auto"
+    strokes: list[np.ndarray]  # absolute polylines, (N, 2) float64 each, in the client's units
+    temperature: float
+    pen_temperature: float | None
+    n: int
+    max_points: int
+    seed: int | None
+    greedy: bool
+    scale: float | None  # client units per model unit; None: read from the drawing
+
+
+@dataclass(frozen=True)
+class Cancel:
+    id: object  # whatever the client sent: cancelling what is not running does nothing
+
+
+@dataclass(frozen=True)
+class Auth:
+    token: object
+
+
+def decode(raw) -> dict:
+    """A text frame -> its JSON object, or a ProtocolError saying what it is instead."""
+    if isinstance(raw, bytes):
+        raise ProtocolError("bad_request", "binary frames are not part of the protocol; send JSON text")
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError) as e:  # ValueError: also integers of over 4,300 digits
+        raise ProtocolError("bad_request", f"message is not valid JSON ({e})") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_request", "message must be a JSON object")
+    return message
+
+
+def id_of(message: dict | None) -> str | None:
+    """The request id to echo in an error: only a string the client sent as ``id``."""
+    value = message.get("id") if isinstance(message, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def parse(message: dict, limits: Limits, models: Collection[str], default_model: str) -> Complete | Cancel | Auth:
+    """A decoded message -> a typed request, every field checked against ``limits``."""
+    kind = message.get("type")
+    if kind == "complete":
+        return parse_complete(message, limits, models, default_model)
+    if kind == "cancel":
+        return Cancel(message.get("id"))
+    if kind == "auth":
+        return Auth(message.get("token"))
+    raise ProtocolError("bad_request", f"unknown message type {kind!r}; expected complete or cancel")
+
+
+def parse_complete(message: dict, limits: Limits, models: Collection[str], default_model: str) -> Complete:
+    request_id = message.get("id")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_CHARS:
+        raise ProtocolError("bad_request", f"id must be a string of 1 to {MAX_ID_CHARS} characters")
+    name = message.get("model", default_model)
+    if not isinstance(name, str):
+        raise ProtocolError("bad_request", "model must be a string: a served model's name, or auto")
+    if name != "auto" and name not in models:
+        raise ProtocolError("unknown_model", f"model {name!r} is not served; served: auto, {', '.join(models)}")
+    strokes = parse_strokes(message.get("strokes"), limits.max_input_points)
+    pen_temperature = message.get("pen_temperature")
+    seed, scale = message.get("seed"), message.get("scale")
+    greedy = message.get("greedy", False)
+    if not isinstance(greedy, bool):
+        raise ProtocolError("bad_request", "greedy must be true or false")
+    return Complete(
+        id=request_id,
+        model=name,
+        strokes=strokes,
+        temperature=_number(message.get("temperature", DEFAULT_TEMPERATURE), "temperature", *TEMPERATURE),
+        pen_temperature=None if pen_temperature is None else _number(pen_temperature, "pen_temperature", *TEMPERATURE),
+        n=_integer(message.get("n", 1), "n", 1, limits.max_n, "too_large"),
+        max_points=_integer(message.get("max_points", limits.max_points), "max_points", 1, limits.max_points,
+                            "too_large"),
+        seed=None if seed is None else _integer(seed, "seed", 0, MAX_SEED),
+        greedy=greedy,
+        scale=None if scale is None else _number(scale, "scale", *SCALE),
+    )
+
+
+def parse_strokes(strokes, limit: int) -> list[np.ndarray]:
+    """Absolute polylines from the client -> arrays, or a ProtocolError naming the problem."""
+    if not isinstance(strokes, list) or not strokes:
+        raise ProtocolError("bad_request", "strokes must be a non-empty list of strokes [[x, y], ...]")
+    total = sum(len(s) if isinstance(s, list) else 0 for s in strokes)
+    if total > limit:
+        raise ProtocolError("too_large", f"strokes hold {total} points; the limit is {limit}")
+    parsed = []
+    for i, stroke in enumerate(strokes):
+        if not isinstance(stroke, list) or not stroke:
+            raise ProtocolError("bad_request", f"strokes[{i}] must be a non-empty list of [x, y] points")
+        for j, point in enumerate(stroke):
+            if (not isinstance(point, list) or len(point) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
+                raise ProtocolError("bad_request", f"strokes[{i}][{j}] must be [x, y] with numbers")
+            if not all(_finite(v) and abs(v) <= MAX_COORDINATE for v in point):
+                raise ProtocolError("bad_request", f"strokes[{i}][{j}] must be finite, within ±{MAX_COORDINATE:g}")
+        parsed.append(np.array(stroke, dtype=np.float64))
+    return parsed
+
+
+def _finite(value) -> bool:
+    """A JSON number that is finite as a float (an integer of 400 digits is not)."""
+    try:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _number(value, field: str, low: float, high: float) -> float:
+    if not _finite(value):
+        raise ProtocolError("bad_request", f"{field} must be a finite number")
+    if not low <= value <= high:
+        raise ProtocolError("bad_request", f"{field} must be between {low:g} and {high:g}, got {value:g}")
+    return float(value)
+
+
+def _integer(value, field: str, low: int, high: int, code: str = "bad_request") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError("bad_request", f"{field} must be an integer")
+    if not low <= value <= high:
+        # Over the limit is "too_large"; below the least sensible value is just a bad request.
+        raise ProtocolError(code if value > high else "bad_request", f"{field} must be between {low} and {high}, "
+                                                                     f"got {value}")
+    return value
+
+
+# --- Server -> client ------------------------------------------------------------------------
+
+
+def hello(models: list[dict], limits: Limits, worker: int) -> dict:
+    return {"type": "hello", "protocol": PROTOCOL, "models": models, "limits": asdict(limits), "worker": worker}
+
+
+def error(code: str, message: str, request_id: str | None = None) -> dict:
+    assert code in ERROR_CODES, code
+    reply = {"type": "error", "code": code, "message": message}
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply
+
+
+def points(request_id: str, k: int, drawn: list[list]) -> dict:
+    return {"type": "points", "id": request_id, "k": k, "points": drawn}
+
+
+def done(request_id: str, k: int, reason: str, count: int, ms: float) -> dict:
+    return {"type": "done", "id": request_id, "k": k, "reason": reason, "points": count, "ms": round(ms, 1)}
+
+
+def guess(request_id: str, model: str, scores: dict[str, float]) -> dict:
+    return {"type": "guess", "id": request_id, "model": model, "scores": {k: round(v, 4) for k, v in scores.items()}}
+
+
+def merge_points(messages: list[dict]) -> list[dict]:
+    """Consecutive ``points`` messages of the same request and alternative joined into one."""
+    merged: list[dict] = []
+    for message in messages:
+        previous = merged[-1] if merged else None
+        if (message["type"] == "points" and previous is not None and previous["type"] == "points"
+                and previous["id"] == message["id"] and previous["k"] == message["k"]):
+            previous["points"] = previous["points"] + message["points"]
+        else:
+            merged.append(message)
+    return merged
+
+
+def encode(message: dict) -> str:
+    return json.dumps(message, separators=(",", ":"))
