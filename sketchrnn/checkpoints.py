@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchrnn.core.engine import CheckpointError, load_checkpoint, save_atomic
+from sketchrnn.core.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from sketchrnn.model import SketchRNN, SketchRNNConfig
 
 # data/models/sheep.pt in the repository, mapped into the package (pyproject.toml)

@@ -58,7 +58,8 @@ def evaluate(model):
 def run(tmp_path, steps, resume=False, **overrides):
     torch.manual_seed(123)  # a different init each time would be overwritten by resume anyway
     model = TinyRegressor()
-    cfg = TrainConfig(steps=steps, eval_every=4, log_every=2, lr=1e-2, lr_decay=0.99, min_lr=1e-3, **overrides)
+    cfg = TrainConfig(**{"steps": steps, "eval_every": 4, "log_every": 2, "lr": 1e-2, "lr_decay": 0.99, "min_lr": 1e-3,
+                         **overrides})
     summary = train(model, cfg, tmp_path, kind="tiny", config={"hidden": 16}, batch_fn=batch_fn, loss_fn=mse_loss,
                     evaluate=evaluate, extras={"scale_factor": 2.5}, resume=resume, progress=False)
     return model, summary
@@ -88,6 +89,16 @@ def test_checkpoint_holds_everything_to_rebuild_and_loads_on_cpu(tmp_path):
     assert best["best"] == min(r["loss"] for r in valid) == summary["best_valid_loss"]
     assert [r["step"] for r in rows if r["split"] == "train"] == [2, 4, 6, 8]
     assert not list(tmp_path.glob("*.tmp")), "no temp files left behind"
+
+
+def test_a_run_shorter_than_one_log_interval_reports_its_loss(tmp_path):
+    # A time budget of a fraction of a second, a log row every 10,000 steps: no row is written,
+    # yet the summary has the loss of the steps it took (it said nan).
+    _, summary = run(tmp_path, 0, minutes=0.005, log_every=10_000, eval_every=10_000)
+    assert 0 < summary["step"] < 10_000
+    assert math.isfinite(summary["train_loss"]) and summary["train_loss"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in rows] == ["valid"]  # the closing validation only
 
 
 def test_save_atomic_keeps_previous_file_when_writing_fails(tmp_path):

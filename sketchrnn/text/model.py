@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sketchrnn.core import CELLS, RecurrentStack, fast_dropout
-from sketchrnn.core.engine import CheckpointError, load_checkpoint, option
+from sketchrnn.core.checkpoint import CheckpointError, load_checkpoint
+from sketchrnn.core.engine import option
 from sketchrnn.text.corpus import EOS, TextError, Vocabulary, batchify, tokenize
 
 

@@ -1,0 +1,84 @@
+"""Checkpoint files: written atomically, read without unpickling anything but tensors and plain
+data, with every random generator's state so a resumed run draws what it would have drawn."""
+
+import os
+import pickle
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: a crash mid-write leaves the
+    previous checkpoint intact, never a truncated one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make checkpoints private
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint of the kind asked for; the message names the file."""
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """Load a checkpoint on the CPU, whatever device wrote it, refusing anything but tensors and
+    plain data: a file someone passes around must not run code when opened (a pickle can). With
+    ``kind``, a checkpoint of another kind is refused by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{path}: refused: it holds pickled objects{what}, not only tensors and plain data; "
+                              "loading it could run code") from None
+    except Exception as e:  # a truncated or foreign file fails in many ways inside torch.load
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        raise CheckpointError(f"{path}: not a sketchrnn checkpoint (no \"kind\")")
+    if kind is not None and ckpt["kind"] != kind:
+        raise CheckpointError(f"{path}: a {ckpt['kind']} checkpoint, not a {kind} one")
+    return ckpt
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 keeps the seed (a one-process run is unchanged); other ranks draw other dropout masks."""
+    return seed if rank == 0 else int(np.random.SeedSequence((seed, rank)).generate_state(1)[0])
+
+
+def rng_state() -> dict:
+    """Every generator's state in types a weights-only load accepts (tensors, numbers, tuples)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
