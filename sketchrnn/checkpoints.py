@@ -1,11 +1,9 @@
 """Loading a Sketch-RNN model from our checkpoints or from Magenta's sketch-rnn-js ``.gen.json``
-files (importing and downloading those), and the default model the project ships."""
+files (importing and exporting those), and the default model the project ships. Finding models by
+name and downloading them: ``catalog.py``."""
 
 import base64
 import json
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,7 +16,6 @@ from sketchrnn.model import SketchRNN, SketchRNNConfig
 
 # data/models/sheep.pt in the repository, mapped into the package (pyproject.toml)
 DEFAULT_MODEL = Path(str(resources.files("sketchrnn.models") / "sheep.pt"))
-MAGENTA_MODELS_URL = "https://storage.googleapis.com/quickdraw-models/sketchRNN/large_models"
 
 
 class ModelFileError(ValueError):
@@ -106,28 +103,6 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
         raise ModelFileError(f"{path}: its weights do not fit its config ({detail})") from None
 
 
-def load_models(paths: list[str | Path | None]) -> dict[str, LoadedModel]:
-    """Models by name from files and folders of them (a folder gives every .pt and .gen.json in
-    it; None is the default model). Two files with one name are both kept, told apart."""
-    files = []
-    for given in paths:
-        if given is not None and Path(given).is_dir():
-            found = sorted(p for p in Path(given).iterdir() if p.suffix == ".pt" or p.name.endswith(".gen.json"))
-            if not found:
-                raise ModelFileError(f"{given}: no .pt or .gen.json models in this folder")
-            files += found
-        else:
-            files.append(given)
-    models = {}
-    for path in files:
-        loaded = load_model(path)
-        name, i = loaded.name, 2
-        while name in models:
-            name, i = f"{loaded.name}-{i}", i + 1
-        models[name] = loaded
-    return models
-
-
 def save_model(loaded: LoadedModel, path: str | Path) -> None:
     """Write a standalone model checkpoint (weights, config, scale factor, classes)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -179,26 +154,3 @@ def export_gen_json(loaded: LoadedModel, path: str | Path) -> dict:
     tmp.write_text(json.dumps([info, [list(a.shape) for a in arrays], blobs]))
     tmp.replace(path)
     return {"weights": int(sum(a.size for a in arrays)), "clipped": clipped, "max_error": error}
-
-
-def download_model(name: str, directory: str | Path, base_url: str = MAGENTA_MODELS_URL, timeout: float = 60) -> Path:
-    """Fetch ``<name>.gen.json`` from Magenta's public storage into ``directory``; the file is
-    checked to load before it replaces anything."""
-    directory = Path(directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{name}.gen.json"
-    url = f"{base_url.rstrip('/')}/{urllib.request.quote(name)}.gen.json"
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                shutil.copyfileobj(response, tmp)
-        except OSError as e:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise ModelFileError(f"{url}: download failed ({e})") from None
-    try:
-        import_gen_json(Path(tmp.name))
-    except ModelFileError as e:
-        Path(tmp.name).unlink(missing_ok=True)
-        raise ModelFileError(f"{url}: {e}") from None
-    Path(tmp.name).replace(target)
-    return target

@@ -46,6 +46,11 @@ def typical_extent(model: SketchRNN) -> float:
 _EXTENTS: "weakref.WeakKeyDictionary[SketchRNN, float]" = weakref.WeakKeyDictionary()
 
 
+def remember_extent(model: SketchRNN, extent: float) -> None:
+    """A model's typical extent learned earlier (the catalog keeps them): start-up need not sample."""
+    _EXTENTS[model] = extent
+
+
 def prepare_strokes(polylines: list[np.ndarray], max_len: int, scale: float | None = None,
                     fallback_scale: float = 1.0, extent: float | None = None,
                     where: str = "strokes") -> tuple[np.ndarray, float]:

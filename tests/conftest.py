@@ -2,6 +2,7 @@
 (each skipped with a reason where absent), and what the tests that start servers share."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,20 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def user_cache(tmp_path_factory) -> Path:
+    """The catalog's cache (downloads, learned extents) in a folder of the test session's own,
+    never the user's ~/.cache; servers the tests start inherit it."""
+    path = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("SKETCHRNN_CACHE")
+    os.environ["SKETCHRNN_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        del os.environ["SKETCHRNN_CACHE"]
+    else:
+        os.environ["SKETCHRNN_CACHE"] = previous
 
 
 @pytest.fixture

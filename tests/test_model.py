@@ -1,17 +1,14 @@
 """The Sketch-RNN model: its loss against a direct per-point computation, masking, KL annealing,
 Google's pretrained models, training, the sampler, and the model commands."""
 
-import http.server
 import json
 import math
-import shutil
-import threading
 
 import numpy as np
 import pytest
 import torch
 
-from sketchrnn.checkpoints import ModelFileError, download_model, import_gen_json, load_model, save_model
+from sketchrnn.checkpoints import ModelFileError, import_gen_json, load_model, save_model
 from sketchrnn.cli import main
 from sketchrnn.core.engine import TrainConfig, exponential_anneal
 from sketchrnn.data import S0, stroke5, stroke5_batch, to_model_units
@@ -144,32 +141,6 @@ def test_import_round_trip_through_our_checkpoint(shared_data, tmp_path):
     assert again.scale_factor == gen.scale_factor and again.classes == ["bird"]
     for a, b in zip(gen.model.state_dict().values(), again.model.state_dict().values()):
         assert torch.equal(a, b)
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def test_models_download_from_a_local_server(shared_data, tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    shutil.copy(shared_data / "models" / "rabbit.gen.json", served / "rabbit.gen.json")
-    (served / "broken.gen.json").write_text("[]")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Quiet(*a, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        path = download_model("rabbit", tmp_path / "cache", base_url=base)
-        assert path.read_bytes() == (served / "rabbit.gen.json").read_bytes()
-        assert load_model(path).classes == ["rabbit"]
-        with pytest.raises(ModelFileError, match="broken.gen.json"):
-            download_model("broken", tmp_path / "cache", base_url=base)
-        with pytest.raises(ModelFileError, match="download failed"):
-            download_model("unicorn", tmp_path / "cache", base_url=base)
-        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["rabbit.gen.json"]
-    finally:
-        server.shutdown()
 
 
 def test_rows_are_padded_only_while_a_seeded_or_greedy_request_steps_through_torch(shared_data):

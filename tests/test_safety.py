@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sketchrnn.checkpoints import ModelFileError, load_models
+from sketchrnn.catalog import load_catalog, model_files
+from sketchrnn.checkpoints import ModelFileError
 from sketchrnn.cli import main
 
 
@@ -56,7 +57,7 @@ def test_a_payload_file_is_refused_and_runs_nothing(evil, command, capsys):
 
 def test_serving_a_folder_with_a_payload_model_refuses_it(evil):
     with pytest.raises(ModelFileError, match="evil.pt: refused"):
-        load_models([evil["dir"]])
+        load_catalog(model_files([evil["dir"]]))
     assert not evil["marker"].exists()
 
 

@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from sketchrnn.checkpoints import ModelFileError
-from sketchrnn.cli import data, rnn, serve, sketch, text
+from sketchrnn.cli import data, models, rnn, serve, sketch, text
 from sketchrnn.strokes import StrokeFormatError
 
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_commands(commands)
     serve.add_commands(commands)
     text.add_commands(commands)
-    sketch.add_model_commands(commands)
+    models.add_commands(commands)
     return parser
 
 

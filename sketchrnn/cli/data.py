@@ -1,4 +1,4 @@
-"""``sketchrnn data``: inspect, convert and render stroke files."""
+"""``sketchrnn data``: inspect, convert, render and download stroke files."""
 
 import argparse
 import sys
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sketchrnn.catalog import QUICKDRAW_URL, download_drawings
 from sketchrnn.data import load_sketches, scale_factor
 from sketchrnn.render import render_grid
 from sketchrnn.strokes import SPLITS, Record, StrokeFormatError, write_ndjson, write_npz
@@ -69,6 +70,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).expanduser() if args.dir else None
+    paths = download_drawings(args.classes, args.max, directory, args.base_url, progress=not args.quiet)
+    print(f"{len(paths)} class(es), up to {args.max} drawings each, in {paths[0].parent}: "
+          f"{', '.join(p.name for p in paths)}")
+    return 0
+
+
 def add_commands(commands) -> None:
     data = commands.add_parser("data", help="inspect, convert and render stroke files",
                                description="Stroke files: Sketch-RNN .npz and Quick, Draw! ndjson "
@@ -102,3 +111,14 @@ def add_commands(commands) -> None:
     render.add_argument("--split", choices=SPLITS, default="test", help="which split to draw from (default: test)")
     render.add_argument("--out", default="grid.svg", help="SVG file to write (default: grid.svg)")
     render.set_defaults(func=cmd_render)
+
+    download = actions.add_parser("download", help="the first drawings of Quick, Draw! classes",
+                                  description="Stream the first --max drawings of each class from Quick, Draw!'s "
+                                              "public simplified ndjson (the rest of the file is never read); "
+                                              "an interrupted download resumes.")
+    download.add_argument("classes", nargs="+", metavar="CLASS", help="classes, e.g. cat 'palm tree' (or palm_tree)")
+    download.add_argument("--max", type=int, default=1000, help="drawings per class (default: 1000)")
+    download.add_argument("--dir", help="where to save CLASS.ndjson (default: the user cache's drawings/)")
+    download.add_argument("--base-url", default=QUICKDRAW_URL, help="where the ndjson files live (default: Google's)")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(func=cmd_download)

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from sketchrnn.checkpoints import load_models
+from sketchrnn.catalog import default_model_files, load_catalog, model_files
 from sketchrnn.core.engine import resolve_device
 from sketchrnn.sampler import set_threads
 from sketchrnn.server.app import Limits, run
@@ -28,7 +28,7 @@ def load_served_models(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA GPU is visible to this process")
-    models = load_models(args.model or [None])
+    models = load_catalog(model_files(args.model) if args.model else default_model_files())
     for loaded in models.values():
         loaded.model.to(device)
     return models
@@ -85,8 +85,9 @@ def add_commands(commands) -> None:
     sv = commands.add_parser("serve", help="stream completions over a WebSocket, and serve the client",
                              description="Serve the drawing client at / and completions at /ws (protocol v1, "
                                          "docs/protocol.md); /healthz lists the models.")
-    sv.add_argument("--model", nargs="+", help="checkpoints, .gen.json files or folders of them "
-                                               "(default: the shipped sheep model)")
+    sv.add_argument("--model", nargs="+", help="checkpoints, .gen.json files or folders of them, each model named by "
+                                               "its file (palm_tree.gen.json: palm_tree) (default: the shipped "
+                                               "sheep model and every model in the cache, see `sketchrnn models`)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "

@@ -1,4 +1,4 @@
-"""``sketchrnn train|eval|sample|complete|reconstruct|interpolate|import|models``: Sketch-RNN
+"""``sketchrnn train|eval|sample|complete|reconstruct|interpolate|import|export``: Sketch-RNN
 models from the command line."""
 
 import argparse
@@ -8,14 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchrnn.checkpoints import (
-    MAGENTA_MODELS_URL,
-    download_model,
-    export_gen_json,
-    load_model,
-    load_models,
-    save_model,
-)
+from sketchrnn.catalog import load_catalog, model_files
+from sketchrnn.checkpoints import DEFAULT_MODEL, export_gen_json, load_model, save_model
 from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
 from sketchrnn.core import distributed
 from sketchrnn.data import SketchSet, load_sketches
@@ -73,7 +67,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_complete(args: argparse.Namespace) -> int:
     partial = read_drawing(args.input, args.index)
     if args.model == "auto":
-        candidates = load_models(args.candidates or [None])
+        candidates = load_catalog(model_files(args.candidates or [DEFAULT_MODEL]))
         name, scores = guess_model(candidates, stroke3_to_polylines(partial))
         ranked = ", ".join(f"{n} {v:.2f}" for n, v in sorted(scores.items(), key=lambda item: item[1]))
         print(f"looks like: {name} (NLL per point, drawing units: {ranked})")
@@ -139,11 +133,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {loaded.name} (LSTM {loaded.model.config.hidden}, scale factor {loaded.scale_factor:.4f}) to "
           f"{args.out}: {cost['weights']:,} weights as int16, largest change {cost['max_error']:.2g}, "
           f"{cost['clipped']} clipped at +-10")
-    return 0
-
-
-def cmd_models_download(args: argparse.Namespace) -> int:
-    print(f"saved {download_model(args.name, args.dir, args.base_url)}")
     return 0
 
 
@@ -235,13 +224,3 @@ def add_commands(commands) -> None:
     ex.add_argument("model", nargs="?", help="checkpoint (.pt) to export (default: the shipped sheep model)")
     ex.add_argument("--out", required=True, help="file to write (NAME.gen.json)")
     ex.set_defaults(func=cmd_export)
-
-
-def add_model_commands(commands) -> None:
-    models = commands.add_parser("models", help="Magenta's pretrained models")
-    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
-    dl = actions.add_parser("download", help="fetch CLASS.gen.json from Magenta's public storage")
-    dl.add_argument("name", help="Quick, Draw! class, e.g. cat")
-    dl.add_argument("--dir", default="~/.cache/sketchrnn", help="where to save it (default: ~/.cache/sketchrnn)")
-    dl.add_argument("--base-url", default=MAGENTA_MODELS_URL, help="where the models live (default: Magenta's storage)")
-    dl.set_defaults(func=cmd_models_download)
