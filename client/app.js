@@ -1,13 +1,15 @@
 // The drawing client: strokes in, the model's continuations streamed back over /ws (docs/protocol.md).
 const canvas = document.getElementById("canvas");
 const ctx = canvas.getContext("2d");
-const ui = Object.fromEntries(["model", "n", "temperature", "temperature-value", "pen-temperature",
+const ui = Object.fromEntries(["model", "model-search", "scratch", "guesses", "n", "temperature", "temperature-value", "pen-temperature",
   "pen-temperature-value", "alternatives", "again",
   "undo", "clear", "export-svg", "export-png", "with-ending", "status", "connection"]
   .map((id) => [id, document.getElementById(id)]));
 const INK = "#222";
 const COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"];
 const MIN_STEP = 2; // px: closer points add nothing but noise
+const GUESS_EVERY = 350; // ms between guesses while the pen moves: a person's pace, a fraction of the rate limit
+const SEARCH_FROM = 8;   // models from which the class list gets a search box
 
 let strokes = [];        // the person's drawing: [[[x, y], ...], ...] in CSS pixels
 let current = null;      // the stroke being drawn
@@ -15,6 +17,9 @@ let endings = [];        // per alternative: [[x, y, p], ...] as they arrive
 let finished = [];       // per alternative: its done message, once it came
 let request = 0;         // id of the latest completion
 let guessed = "";        // "looks like: monkey; " when the server chose the model
+let guessId = 0;         // id of the latest guess request ("g<n>")
+let lastGuess = 0;       // when it was sent (performance.now())
+let origin = [0, 0];     // where a drawing from scratch is placed: the server draws it from (0, 0)
 let ws = null;
 let retry = 500;         // reconnect backoff, ms
 
@@ -44,17 +49,21 @@ function receive(msg) {
     if (msg.models.length > 1) options.unshift(new Option("auto: guess from the drawing", "auto"));
     ui.model.replaceChildren(...options);
     if ([...ui.model.options].some((o) => o.value === chosen)) ui.model.value = chosen;
+    ui["model-search"].hidden = msg.models.length < SEARCH_FROM;
     ui.n.max = msg.limits.max_n;
     ui.status.textContent = "draw something; lift the pen and the model carries on";
+  } else if (msg.type === "guess" && msg.id === `g${guessId}`) {
+    showGuesses(msg);
   } else if (msg.type === "error") {
-    ui.status.textContent = `server error (${msg.code}): ${msg.message}`;
+    if (!String(msg.id).startsWith("g")) ui.status.textContent = `server error (${msg.code}): ${msg.message}`;
   } else if (msg.id !== String(request)) {
     return; // the tail of an older request
   } else if (msg.type === "guess") {
     guessed = `looks like: ${msg.model}; `;
+    showGuesses(msg);
     ui.status.textContent = `${guessed}the model is drawing…`;
   } else if (msg.type === "points") {
-    endings[msg.k].push(...msg.points);
+    endings[msg.k].push(...msg.points.map(([x, y, p]) => [x + origin[0], y + origin[1], p]));
     redraw();
   } else if (msg.type === "done") {
     finished[msg.k] = msg;
@@ -66,7 +75,9 @@ function receive(msg) {
 }
 
 function ask() {
-  if (!strokes.length || !ws || ws.readyState !== WebSocket.OPEN) return;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  if (!strokes.length) { drawFromScratch(); return; }
+  origin = [0, 0];
   request += 1;
   const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
   endings = Array.from({ length: n }, () => []);
@@ -76,6 +87,62 @@ function ask() {
     n, temperature: Number(ui.temperature.value), pen_temperature: Number(ui["pen-temperature"].value) }));
   ui.status.textContent = "the model is drawing…";
   showAlternatives();
+}
+
+// An empty canvas: the chosen model (the first, for auto) draws a whole sketch, placed a third of
+// the way in (the server draws from (0, 0), in the units its drawings were made in).
+function drawFromScratch() {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  stop();
+  request += 1;
+  const model = ui.model.value === "auto" ? ui.model.options[1]?.value : ui.model.value;
+  origin = [canvas.clientWidth / 3, canvas.clientHeight / 4];
+  const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
+  endings = Array.from({ length: n }, () => []);
+  finished = [];
+  guessed = "";
+  ws.send(JSON.stringify({ type: "complete", id: String(request), model, strokes: [], n,
+    temperature: Number(ui.temperature.value), pen_temperature: Number(ui["pen-temperature"].value) }));
+  ui.status.textContent = `${model} is drawing from scratch…`;
+  showAlternatives();
+}
+
+// While the pen moves: what does the drawing look like? At most one guess per GUESS_EVERY ms.
+function guessSoon(force) {
+  const now = performance.now();
+  if (!strokes.length || !ws || ws.readyState !== WebSocket.OPEN || ui.model.options.length < 2) return;
+  if (!force && now - lastGuess < GUESS_EVERY) return;
+  if (strokes.flat().length < 2) return;
+  lastGuess = now;
+  guessId += 1;
+  ws.send(JSON.stringify({ type: "guess", id: `g${guessId}`, strokes }));
+}
+
+// "I see: bird 62% · duck 20% · …" as chips; a chip completes the drawing as that class.
+function showGuesses(msg) {
+  const label = document.createElement("span");
+  label.textContent = msg.sure ? "I see:" : "not sure; maybe:";
+  label.className = msg.sure ? "" : "unsure";
+  const chips = msg.top.map((t, i) => {
+    const chip = document.createElement("button");
+    chip.textContent = `${t.model} ${Math.round(t.p * 100)}%`;
+    chip.className = i === 0 && msg.sure ? "top" : "";
+    chip.dataset.model = t.model;
+    chip.title = `finish the drawing as ${t.model}`;
+    chip.onclick = () => { ui.model.value = t.model; ask(); };
+    return chip;
+  });
+  ui.guesses.replaceChildren(label, ...chips);
+  ui.guesses.hidden = false;
+}
+
+function filterModels() {
+  const wanted = ui["model-search"].value.trim().toLowerCase().replaceAll(" ", "_");
+  const shown = [...ui.model.options].filter((o) => {
+    o.hidden = wanted !== "" && !o.value.toLowerCase().includes(wanted);
+    return !o.hidden;
+  });
+  if (shown.length && ui.model.selectedOptions[0]?.hidden) ui.model.value = shown[0].value;
 }
 
 function stop() {
@@ -98,6 +165,7 @@ function showAlternatives() {
     return button;
   }));
   ui.again.disabled = !strokes.length;
+  ui.scratch.disabled = strokes.length > 0;
 }
 
 function endingStrokes(k) {
@@ -178,7 +246,7 @@ function exportPng() {
 }
 
 function undo() { stop(); strokes.pop(); redraw(); showAlternatives(); }
-function clear() { stop(); strokes = []; redraw(); showAlternatives(); }
+function clear() { stop(); strokes = []; ui.guesses.hidden = true; redraw(); showAlternatives(); }
 
 canvas.addEventListener("pointerdown", (e) => {
   stop(); // drawing again: the old ending is no longer wanted
@@ -192,14 +260,18 @@ canvas.addEventListener("pointermove", (e) => {
   if (Math.hypot(e.offsetX - x, e.offsetY - y) < MIN_STEP) return;
   current.push([e.offsetX, e.offsetY]);
   redraw();
+  guessSoon(false);
 });
 canvas.addEventListener("pointerup", () => {
   if (!current) return;
   current = null;
   redraw();
+  guessSoon(true);
   if (strokes.flat().length >= 3) ask();
 });
 ui.again.onclick = ask;
+ui.scratch.onclick = drawFromScratch;
+ui["model-search"].oninput = filterModels;
 ui.undo.onclick = undo;
 ui.clear.onclick = clear;
 ui["export-svg"].onclick = exportSvg;

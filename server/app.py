@@ -10,9 +10,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -22,7 +24,7 @@ from websockets.http11 import Response
 from sketchrnn.checkpoints import LoadedModel
 from sketchrnn.drawing_input import prepare_for, typical_extent
 from sketchrnn.sampler import Request, Settings
-from sketchrnn.scoring import guess_model
+from sketchrnn.scoring import likelihood_guess
 from sketchrnn.strokes import StrokeFormatError
 
 from . import protocol
@@ -80,10 +82,14 @@ class Connection:
 
 class CompletionServer:
     def __init__(self, models: dict[str, LoadedModel], limits: Limits, origins: list[str | None] | None,
-                 token: str | None = None, worker: tuple[int, int] = (0, 1)):
+                 token: str | None = None, worker: tuple[int, int] = (0, 1), recognizer=None):
         if not models:
             raise ValueError("no model to serve")
         self.models, self.limits, self.origins, self.token = models, limits, origins, token
+        # What a drawing looks like, as [(model, p), ...] best first: the recognizer's answer where
+        # one was built for these models, else the models' own likelihoods (slower, less often right).
+        self.rank: Callable[[list], list[tuple[str, float]]] = (
+            recognizer.guess if recognizer is not None else lambda strokes: likelihood_guess(self.models, strokes))
         self.worker = worker  # (index, count) of the processes serving this port (serve --workers)
         self.workers = {name: ModelWorker(m, limits.max_batch) for name, m in models.items()}
         for loaded in models.values():  # computed once, here, rather than on a request's time
@@ -177,10 +183,12 @@ class CompletionServer:
                 connection.cancel()  # someone drawing again wants the new ending
                 connection.current = None
                 connection.current = await self.start(connection, request)
+            elif isinstance(request, protocol.Guess):
+                await self.guess(connection, request)
             elif isinstance(request, protocol.Cancel):
                 connection.cancel(request.id)
             else:  # auth is the first message or none
-                raise ProtocolError("bad_request", "unknown message type 'auth'; expected complete or cancel")
+                raise ProtocolError("bad_request", "unknown message type 'auth'; expected complete, guess or cancel")
         except ProtocolError as e:
             connection.send(protocol.error(e.code, e.message, protocol.id_of(message)))
         except Exception:  # a bug must cost one request, not the connection
@@ -188,21 +196,39 @@ class CompletionServer:
             connection.send(protocol.error("internal", "the server failed on this request; see its log",
                                            protocol.id_of(message)))
 
-    async def start(self, connection: Connection, request: protocol.Complete) -> Stream:
-        """Read the drawing for its model (guessing which, for "auto") and queue it on the model's
-        worker; the worker's events come back through ``connection``'s outbox."""
-        connection.rates.take_points(sum(len(s) for s in request.strokes))
-        name = request.model
+    async def ranked(self, strokes: list) -> list[tuple[str, float]]:
+        """What the drawing looks like, off the event loop."""
         try:
-            if name == "auto":  # every model scores the drawing, off the event loop
-                name, scores = await asyncio.to_thread(guess_model, self.models, request.strokes)
-                connection.send(protocol.guess(request.id, name, scores))
-            prefix, scale = prepare_for(self.models[name], request.strokes, request.scale)
+            return await asyncio.to_thread(self.rank, strokes)
         except StrokeFormatError as e:  # strokes no screen could hold
             raise ProtocolError("bad_request", str(e)) from None
+
+    async def guess(self, connection: Connection, request: protocol.Guess) -> None:
+        connection.rates.take_points(sum(len(s) for s in request.strokes))
+        connection.send(protocol.guess(request.id, await self.ranked(request.strokes)))
+
+    async def start(self, connection: Connection, request: protocol.Complete) -> Stream:
+        """Read the drawing for its model (guessing which, for "auto") and queue it on the model's
+        worker; the worker's events come back through ``connection``'s outbox. Without strokes
+        the model draws from scratch, from (0, 0): the client places the drawing."""
+        connection.rates.take_points(sum(len(s) for s in request.strokes))
+        name, origin = request.model, (0.0, 0.0)
+        if name == "auto":
+            ranked = await self.ranked(request.strokes)
+            connection.send(protocol.guess(request.id, ranked))
+            name = ranked[0][0]
+        loaded = self.models[name]
+        if request.strokes:
+            try:
+                prefix, scale = prepare_for(loaded, request.strokes, request.scale)
+            except StrokeFormatError as e:  # strokes no screen could hold
+                raise ProtocolError("bad_request", str(e)) from None
+            origin = tuple(request.strokes[-1][-1])
+        else:
+            prefix, scale = np.zeros((0, 3), dtype=np.float32), request.scale or loaded.scale_factor
         settings = Settings(request.temperature, request.pen_temperature, request.greedy, request.seed,
                             request.max_points)
-        sampled = Request(prefix, scale, request.n, settings, origin=tuple(request.strokes[-1][-1]))
+        sampled = Request(prefix, scale, request.n, settings, origin=origin)
         stream = Stream(request.id, sampled, asyncio.get_running_loop(), stream_messages, connection.outbox.put_nowait)
         admit(self.workers[name], stream, name)
         return stream
@@ -275,12 +301,13 @@ def default_origins(host: str, port: int) -> list[str | None]:
 
 async def run(models: dict[str, LoadedModel], host: str = "127.0.0.1", port: int = 8765,
               limits: Limits | None = None, origins: list[str] | None = None, token: str | None = None,
-              ready: asyncio.Future | None = None, worker: tuple[int, int] = (0, 1)) -> None:
+              ready: asyncio.Future | None = None, worker: tuple[int, int] = (0, 1), recognizer=None) -> None:
     """Serve until SIGINT/SIGTERM (or ``ready``'s caller cancels): stop accepting, close every
     connection with 1001, stop the workers. ``worker`` = (index, count) of the processes sharing
-    the port (``server/processes.py``); with more than one it is bound with SO_REUSEPORT."""
+    the port (``server/processes.py``); with more than one it is bound with SO_REUSEPORT.
+    ``recognizer`` (built for ``models``) answers guesses; without one the models' likelihoods do."""
     limits = limits or Limits()
-    app = CompletionServer(models, limits, origins, token, worker)
+    app = CompletionServer(models, limits, origins, token, worker, recognizer)
     allowed = origins if origins is not None else default_origins(host, port)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()

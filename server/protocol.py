@@ -17,6 +17,11 @@ MAX_SEED = 2**63 - 1  # numpy's SeedSequence takes any integer; JSON readers kee
 TEMPERATURE = (0.01, 2.0)  # beyond 2 every sample is noise; below 0.01 use greedy
 SCALE = (1e-6, 1e6)  # client units per model unit, from a thousandth of a pixel to a building
 DEFAULT_TEMPERATURE = 0.25  # sketch-rnn-js's demos draw at 0.25
+GUESS_TOP = 3  # guesses a guess message lists (every model's, when fewer are served)
+# A guess is "sure" from this probability of its top model on. The recognizer's top-1 is right
+# about 4 times in 5 above it and about 1 in 3 below it (BENCHMARKS.md): below, the page says
+# "not sure" rather than bluff.
+SURE = 0.5
 
 # code -> when the server answers it (docs/protocol.md's table says the same, for people).
 ERROR_CODES = {
@@ -58,7 +63,7 @@ class ProtocolError(Exception):
 class Complete:
     id: str
     model: str  # a served model's name, or "auto"
-    strokes: list[np.ndarray]  # absolute polylines, (N, 2) float64 each, in the client's units
+    strokes: list[np.ndarray]  # absolute polylines, (N, 2) float64 each, in the client's units; [] from scratch
     temperature: float
     pen_temperature: float | None
     n: int
@@ -66,6 +71,12 @@ class Complete:
     seed: int | None
     greedy: bool
     scale: float | None  # client units per model unit; None: read from the drawing
+
+
+@dataclass(frozen=True)
+class Guess:
+    id: str
+    strokes: list[np.ndarray]  # as Complete's: the drawing so far
 
 
 @dataclass(frozen=True)
@@ -97,28 +108,41 @@ def id_of(message: dict | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def parse(message: dict, limits: Limits, models: Collection[str], default_model: str) -> Complete | Cancel | Auth:
+def parse(message: dict, limits: Limits, models: Collection[str],
+          default_model: str) -> Complete | Guess | Cancel | Auth:
     """A decoded message -> a typed request, every field checked against ``limits``."""
     kind = message.get("type")
     if kind == "complete":
         return parse_complete(message, limits, models, default_model)
+    if kind == "guess":
+        return Guess(parse_id(message), parse_strokes(message.get("strokes"), limits.max_input_points))
     if kind == "cancel":
         return Cancel(message.get("id"))
     if kind == "auth":
         return Auth(message.get("token"))
-    raise ProtocolError("bad_request", f"unknown message type {kind!r}; expected complete or cancel")
+    raise ProtocolError("bad_request", f"unknown message type {kind!r}; expected complete, guess or cancel")
 
 
-def parse_complete(message: dict, limits: Limits, models: Collection[str], default_model: str) -> Complete:
+def parse_id(message: dict) -> str:
     request_id = message.get("id")
     if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_CHARS:
         raise ProtocolError("bad_request", f"id must be a string of 1 to {MAX_ID_CHARS} characters")
+    return request_id
+
+
+def parse_complete(message: dict, limits: Limits, models: Collection[str], default_model: str) -> Complete:
+    """A ``complete``; empty ``strokes`` ask for a whole drawing from scratch (of a named model:
+    "auto" has nothing to guess from)."""
+    request_id = parse_id(message)
     name = message.get("model", default_model)
     if not isinstance(name, str):
         raise ProtocolError("bad_request", "model must be a string: a served model's name, or auto")
     if name != "auto" and name not in models:
         raise ProtocolError("unknown_model", f"model {name!r} is not served; served: auto, {', '.join(models)}")
-    strokes = parse_strokes(message.get("strokes"), limits.max_input_points)
+    strokes = message.get("strokes")
+    if strokes == [] and name == "auto":
+        raise ProtocolError("bad_request", "model auto needs strokes to guess from; name a model to draw from scratch")
+    strokes = [] if strokes == [] else parse_strokes(strokes, limits.max_input_points)
     pen_temperature = message.get("pen_temperature")
     seed, scale = message.get("seed"), message.get("scale")
     greedy = message.get("greedy", False)
@@ -209,8 +233,10 @@ def done(request_id: str, k: int, reason: str, count: int, ms: float) -> dict:
     return {"type": "done", "id": request_id, "k": k, "reason": reason, "points": count, "ms": round(ms, 1)}
 
 
-def guess(request_id: str, model: str, scores: dict[str, float]) -> dict:
-    return {"type": "guess", "id": request_id, "model": model, "scores": {k: round(v, 4) for k, v in scores.items()}}
+def guess(request_id: str, ranked: list[tuple[str, float]]) -> dict:
+    """What the drawing looks like: the likeliest models, best first, with their probabilities."""
+    top = [{"model": name, "p": round(float(p), 4)} for name, p in ranked[:GUESS_TOP]]
+    return {"type": "guess", "id": request_id, "model": top[0]["model"], "top": top, "sure": ranked[0][1] >= SURE}
 
 
 def merge_points(messages: list[dict]) -> list[dict]:

@@ -44,3 +44,17 @@ def guess_model(models: dict, polylines: list[np.ndarray]) -> tuple[str, dict[st
         prefix, scale = prepare_for(loaded, polylines)
         scores[name] = float(score(loaded.model, prefix, [scale])[0])
     return min(scores, key=scores.get), scores
+
+
+def likelihood_guess(models: dict, polylines: list[np.ndarray]) -> list[tuple[str, float]]:
+    """``guess_model`` as probabilities, best first: each model's likelihood of the whole drawing
+    (NLL per point times its points) under a uniform prior over the models. Sharper than people's
+    drawings deserve (the decoders are not calibrated against each other), so a recognizer's
+    probabilities are the better guess where there is one."""
+    _, scores = guess_model(models, polylines)
+    points = sum(len(p) for p in polylines)
+    names = list(scores)
+    log_likelihood = -np.array([scores[n] for n in names]) * max(points, 1)
+    p = np.exp(log_likelihood - log_likelihood.max())
+    p /= p.sum()
+    return sorted(zip(names, p.tolist()), key=lambda item: -item[1])

@@ -149,3 +149,73 @@ def test_with_several_models_auto_guesses_and_says_so(browser, shared_data, free
         context.close()
         proc.terminate()
         proc.wait(10)
+
+
+def draw_quickdraw(page, drawing, x=150, y=40, size=380):
+    """A real Quick, Draw! drawing (0-255 frame), stroke by stroke with the mouse."""
+    box = page.locator("#canvas").bounding_box()
+    for xs, ys in drawing:
+        points = [(box["x"] + x + px * size / 255, box["y"] + y + py * size / 255) for px, py in zip(xs, ys)]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=3)
+        page.mouse.up()
+
+
+@pytest.fixture(scope="module")
+def catalog_page(browser, shared_data, free_port, start_server):
+    """The 22 shared decoders served at once, as a person meets them in the page."""
+    port = free_port()
+    proc = start_server(port, "--model", str(shared_data / "models"), "--workers", "1", seconds=240)
+    context = browser.new_context(viewport={"width": 1000, "height": 650})
+    page = context.new_page()
+    page.sent = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: page.sent.append(json.loads(payload))))
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_selector("#connection[data-ok=yes]", timeout=15000)
+    yield page
+    context.close()
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_live_guesses_while_drawing_and_a_chip_finishes_as_that_class(catalog_page, shared_data):
+    page = catalog_page
+    names = {o for o in page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")}
+    assert len(names) == 23 and "palm_tree" in names  # auto and the 22 models
+    assert page.is_visible("#model-search")
+    page.fill("#model-search", "palm tree")  # Google's spelling finds the model's
+    assert page.eval_on_selector("#model", "s => s.value") == "palm_tree"
+    page.fill("#model-search", "")
+    page.select_option("#model", "auto")
+    line = (shared_data / "sketches" / "quickdraw" / "simplified" / "bicycle.ndjson").read_text().splitlines()[20]
+    draw_quickdraw(page, json.loads(line)["drawing"])
+    page.wait_for_function("document.getElementById('status').textContent.includes('done')", timeout=60000)
+    guesses = [m for m in page.sent if m["type"] == "guess"]
+    assert len(guesses) >= 2, "guesses were asked for while the pen moved"
+    assert len(guesses[0]["strokes"]) < len(guesses[-1]["strokes"]), "the first guess saw part of the drawing"
+    chips = page.locator("#guesses button")
+    assert chips.count() == 3
+    label = page.text_content("#guesses")
+    assert label.startswith(("I see:", "not sure")) and label.count("%") == 3
+    chosen = chips.nth(1).get_attribute("data-model")
+    assert chosen in names
+    chips.nth(1).click()
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=60000)
+    assert [m for m in page.sent if m["type"] == "complete"][-1]["model"] == chosen
+    assert model_pixels(page) > 50
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "guesses.png"))
+
+
+def test_an_empty_canvas_gets_a_drawing_of_the_chosen_class(catalog_page):
+    page = catalog_page
+    page.keyboard.press("Escape")  # clear
+    page.select_option("#model", "key")
+    page.click("#scratch")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=60000)
+    complete = [m for m in page.sent if m["type"] == "complete"][-1]
+    assert complete["model"] == "key" and complete["strokes"] == []
+    assert model_pixels(page) > 50
+    page.screenshot(path=str(SCREENSHOTS / "from-scratch.png"))

@@ -214,13 +214,46 @@ async def test_auto_guesses_the_model_and_says_so_first(served, shared_data):
         await ws.send(json.dumps({"type": "complete", "id": "g", "model": "auto", "strokes": strokes, "n": 2,
                                   "seed": 1, "max_points": 30}))
         guess = json.loads(await asyncio.wait_for(ws.recv(), 20))
-        assert guess["type"] == "guess" and guess["id"] == "g" and set(guess["scores"]) == {"monkey", "sheep"}
-        assert guess["model"] == min(guess["scores"], key=guess["scores"].get) == "monkey"
+        assert guess["type"] == "guess" and guess["id"] == "g" and isinstance(guess["sure"], bool)
+        assert [t["model"] for t in guess["top"]] == ["monkey", "sheep"] and guess["model"] == "monkey"
+        assert guess["top"][0]["p"] >= guess["top"][1]["p"] and abs(sum(t["p"] for t in guess["top"]) - 1) < 1e-3
         points, done = await collect(ws, 2, "g")
         assert sum(len(p) for p in points.values()) > 0
         await ws.send(json.dumps({"type": "complete", "id": "x", "model": "cat", "strokes": strokes}))
         error = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert error["code"] == "unknown_model" and "auto, monkey, sheep" in error["message"]
+
+
+async def test_a_guess_request_says_what_the_drawing_looks_like_and_draws_nothing(served, shared_data):
+    from sketchrnn.strokes import read_ndjson, stroke3_to_polylines
+
+    models = {"monkey": load_model(shared_data / "models" / "monkey.gen.json"), "sheep": load_model()}
+    app, host, _ = await served(models=models)
+    drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "monkey-1000.ndjson")[0][0].strokes
+    strokes = [p.tolist() for p in stroke3_to_polylines(drawing)]
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "guess", "id": "q", "strokes": strokes}))
+        guess = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        assert guess["type"] == "guess" and guess["id"] == "q" and guess["model"] == "monkey"
+        assert [t["model"] for t in guess["top"]] == ["monkey", "sheep"]
+        await ws.send(json.dumps({"type": "guess", "id": "bad", "strokes": []}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert error == {"type": "error", "id": "bad", "code": "bad_request",
+                         "message": "strokes must be a non-empty list of strokes [[x, y], ...]"}
+        assert app.workers["monkey"].rows == app.workers["sheep"].rows == 0  # guessing steps no model
+
+
+async def test_empty_strokes_draw_a_whole_sketch_from_scratch(served):
+    app, host, _ = await served()
+    async with connect(f"ws://{host}/ws") as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "complete", "id": "s", "strokes": [], "n": 2, "seed": 3}))
+        points, done = await collect(ws, 2, "s")
+        assert all(len(points[k]) > 10 for k in range(2)), "a whole drawing, not a stroke"
+        await ws.send(json.dumps({"type": "complete", "id": "a", "model": "auto", "strokes": []}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert error["code"] == "bad_request" and "auto needs strokes" in error["message"]
 
 
 @pytest.mark.parametrize("strokes", [
