@@ -17,6 +17,8 @@ let request = 0;         // id of the latest completion
 let guessed = "";        // "looks like: monkey; " when the server chose the model
 let ws = null;
 let retry = 500;         // reconnect backoff, ms
+let idle = false;        // the server closed us for silence (4000): reconnect when the person draws
+const IDLE_CLOSE = 4000;
 
 function setConnection(text, ok) {
   ui.connection.textContent = text;
@@ -26,11 +28,17 @@ function setConnection(text, ok) {
 function connect() {
   setConnection("connecting…", false);
   ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  idle = false;
   ws.onopen = () => { retry = 500; setConnection("connected", true); };
   ws.onmessage = (event) => receive(JSON.parse(event.data));
-  ws.onclose = () => {
-    setConnection(`disconnected; retrying in ${(retry / 1000).toFixed(1)} s`, false);
+  ws.onclose = (event) => {
     endings = []; finished = []; showAlternatives(); redraw();
+    if (event.code === IDLE_CLOSE) {
+      idle = true;
+      setConnection("disconnected while idle; drawing reconnects", false);
+      return;
+    }
+    setConnection(`disconnected; retrying in ${(retry / 1000).toFixed(1)} s`, false);
     setTimeout(connect, retry);
     retry = Math.min(retry * 2, 10000);
   };
@@ -46,6 +54,10 @@ function receive(msg) {
     if ([...ui.model.options].some((o) => o.value === chosen)) ui.model.value = chosen;
     ui.n.max = msg.limits.max_n;
     ui.status.textContent = "draw something; lift the pen and the model carries on";
+  } else if (msg.type === "error" && msg.code === "busy" && msg.id === String(request)) {
+    const asked = request;
+    ui.status.textContent = `the server is busy; asking again in ${msg.retry_after} s`;
+    setTimeout(() => { if (request === asked) ask(); }, msg.retry_after * 1000);
   } else if (msg.type === "error") {
     ui.status.textContent = `server error (${msg.code}): ${msg.message}`;
   } else if (msg.id !== String(request)) {
@@ -54,7 +66,8 @@ function receive(msg) {
     guessed = `looks like: ${msg.model}; `;
     ui.status.textContent = `${guessed}the model is drawing…`;
   } else if (msg.type === "points") {
-    endings[msg.k].push(...msg.points);
+    // One alternative's points (k, points) or several (alternatives), merged per display frame.
+    for (const { k, points } of msg.alternatives ?? [msg]) endings[k].push(...points);
     redraw();
   } else if (msg.type === "done") {
     finished[msg.k] = msg;
@@ -66,6 +79,7 @@ function receive(msg) {
 }
 
 function ask() {
+  if (idle && strokes.length) { connect(); ws.addEventListener("open", ask, { once: true }); return; }
   if (!strokes.length || !ws || ws.readyState !== WebSocket.OPEN) return;
   request += 1;
   const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));

@@ -395,6 +395,97 @@ async def test_auth_is_the_first_message_within_a_deadline_and_strangers_take_no
     assert app.unauthenticated == 0
 
 
+async def test_token_holders_by_first_message_are_never_starved_by_strangers(served):
+    """Strangers holding every place for unauthenticated connections do not lock out a person
+    who sends the token as a first message: the oldest stranger makes room."""
+    app, host, _ = await served(Limits(max_connections=3, max_unauthenticated=3), token="s3cret")
+    strangers = [await connect(url(host)) for _ in range(3)]  # never authenticating
+    for _ in range(3):
+        async with remote.connect(url(host), "s3cret", auth="message") as client:
+            await complete(client, max_points=2)
+    await hello(strangers[0])
+    assert json.loads(await asyncio.wait_for(strangers[0].recv(), 5))["code"] == "unauthorized"
+    for stranger in strangers:
+        await stranger.close()
+
+
+async def test_auth_answers_as_the_protocol_says(served):
+    app, host, _ = await served(token="s3cret")
+    with pytest.raises(InvalidStatus) as refused:  # an empty token is a wrong token
+        async with remote.connect(url(host, "?token=")):
+            pass
+    assert refused.value.response.status_code == 401
+    async with remote.connect(url(host), "s3cret") as client:
+        await client.send({"type": "auth", "token": "s3cret"})  # already in: nothing to say
+        await complete(client, max_points=2)
+        await client.send({"type": "auth", "token": "nope"})
+        error = await asyncio.wait_for(client.errors.get(), 5)
+        assert error.code == "unauthorized" and "wrong token" in error.message
+        await complete(client, max_points=2)  # still in
+    async with remote.connect(url(host), "nope", auth="message") as client:
+        with pytest.raises(remote.RemoteError) as error:
+            await complete(client)
+        assert error.value.code == "unauthorized" and error.value.message == "wrong token"
+    app, host, _ = await served()  # no token needed: an auth message is no error
+    async with remote.connect(url(host), "anything", auth="message") as client:
+        await complete(client, max_points=2)
+        assert client.errors.empty()
+
+
+async def test_idle_connections_are_closed_with_a_reason(served):
+    app, host, _ = await served(Limits(idle_timeout=0.5))
+    async with remote.connect(url(host)) as client:
+        await complete(client, max_points=2)  # a message resets the clock
+        await asyncio.wait_for(client.reader, 5)
+        assert client.ws.close_code == 4000 and "idle" in client.ws.close_reason
+    await wait_until_idle(app, 5)
+    assert app.connections == 0
+
+
+async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(served):
+    """With a budget no step can meet, a request beside a running one is answered busy within
+    300 ms; a request alone, or one that replaces its connection's own, still starts."""
+    app, host, _ = await served(Limits(start_budget=1e-9))
+    async with remote.connect(url(host)) as first, remote.connect(url(host)) as second:
+        running = await first.send_complete(DRAWING, n=9, max_points=250, pen_temperature=0.01)
+        async for _ in running:
+            break  # it steps
+        asked = asyncio.get_running_loop().time()
+        with pytest.raises(remote.RemoteError) as busy:
+            await complete(second, max_points=30)
+        assert asyncio.get_running_loop().time() - asked < 0.3
+        assert busy.value.code == "busy" and 0 < busy.value.retry_after <= 2
+        points, done = await complete(first, id="again", n=9, max_points=5)  # replaces its own: admitted
+        assert all(d.reason in ("end", "max_points") for d in done.values())
+
+
+async def test_points_of_all_alternatives_come_at_most_once_per_frame(served):
+    """n=9: each message carries every alternative's new points, about 60 messages a second."""
+    app, host, _ = await served()
+    async with remote.connect(url(host)) as client:
+        completion = client.complete(DRAWING, n=9, max_points=250, temperature=1.0, pen_temperature=0.1, seed=2)
+        arrivals = []
+        async for _ in completion:
+            if len(completion.messages) > len(arrivals):
+                arrivals.append(asyncio.get_running_loop().time())
+    messages = [m for m in completion.messages if m["type"] == "points"]
+    seconds = arrivals[-1] - arrivals[0]
+    drawn = sum(len(p) for m in messages for p in remote.points_of(m))
+    assert len(messages) <= 3 + 60 * seconds * 1.25, (len(messages), seconds, drawn)
+    assert drawn / len(messages) > 9, "several alternatives' points per message"
+
+
+async def test_healthz_with_a_token_says_only_ok_and_a_body_gets_413(served):
+    app, host, _ = await served(token="s3cret")
+    assert json.loads((await get(f"http://{host}/healthz"))[2]) == {"status": "ok"}
+    assert json.loads((await get(f"http://{host}/healthz?token=s3cret"))[2])["connections"] == 0
+    reader, writer = await asyncio.open_connection(*host.split(":"))
+    writer.write(f"GET /ws HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello".encode())
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and answer.endswith(b"requests with a body are not served here\n")
+
+
 async def test_http_methods_other_than_get_and_head_are_refused(served):
     app, host, _ = await served()
     for method in ("DELETE", "BREW", "HEAD", "GET"):
