@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import svgwrite
-from serving import health, serving
-from websockets.asyncio.client import connect
+from common import health, serving
 
+from sketchrnn import remote
 from sketchrnn.checkpoints import DEFAULT_MODEL, load_model
 from sketchrnn.data import load_sketches
 from sketchrnn.drawing_input import drawing_frame, prepare_for, prepare_strokes, simplify_strokes, typical_extent
@@ -100,27 +100,16 @@ def ending_polylines(points: list[list[float]]) -> list[np.ndarray]:
 
 
 async def complete(url: str, model: str, strokes: list[np.ndarray], args, scale: float | None):
-    request = {"type": "complete", "id": "q", "model": model, "n": args.n, "seed": args.seed,
-               "temperature": args.temperature, "strokes": [p.round(2).tolist() for p in strokes]}
+    request = {"model": model, "n": args.n, "seed": args.seed, "temperature": args.temperature}
     if args.pen_temperature:
         request["pen_temperature"] = args.pen_temperature
     if scale is not None:
         request["scale"] = scale
-    async with connect(url, max_size=None) as ws:
-        json.loads(await ws.recv())  # hello
-        await ws.send(json.dumps(request))
-        points, done, guess = [[] for _ in range(args.n)], {}, None
-        while len(done) < args.n:
-            message = json.loads(await asyncio.wait_for(ws.recv(), 120))
-            if message["type"] == "points":
-                points[message["k"]] += message["points"]
-            elif message["type"] == "done":
-                done[message["k"]] = message["reason"]
-            elif message["type"] == "guess":
-                guess = message
-            else:
-                raise RuntimeError(message)
-        return points, [done[k] for k in range(args.n)], guess
+    async with remote.connect(url) as client:
+        completion = client.complete([p.round(2) for p in strokes], **request)
+        points = await completion.collect(120)
+        return ([points[k] for k in range(args.n)], [completion.done[k].reason for k in range(args.n)],
+                completion.guess)
 
 
 def evaluate(url: str, name: str, drawings: list[list[np.ndarray]], loaded, args) -> tuple[dict, list]:

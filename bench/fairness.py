@@ -8,13 +8,13 @@ same requests on an idle server. Starts ``sketchrnn serve`` (default model):
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 
 import numpy as np
-from serving import serving
-from websockets.asyncio.client import connect
+from common import serving
+
+from sketchrnn import remote
 
 LIGHT = [[[100, 100], [160, 90], [230, 100], [260, 140], [230, 180], [150, 185], [100, 150], [100, 100]]]
 
@@ -28,40 +28,33 @@ def heavy_drawing() -> list:
 
 async def light_client(url: str, seconds: float) -> list[float]:
     times = []
-    async with connect(url) as ws:
-        json.loads(await ws.recv())
+    async with remote.connect(url) as client:
         until, request = time.monotonic() + seconds, 0
         while time.monotonic() < until:
             request += 1
             sent = time.monotonic()
-            await ws.send(json.dumps({"type": "complete", "id": str(request), "strokes": LIGHT, "seed": request,
-                                      "max_points": 100, "pen_temperature": 0.25}))
-            while (message := json.loads(await ws.recv()))["type"] != "done":
-                if message["type"] == "error":
-                    raise RuntimeError(message)
+            await client.complete(LIGHT, seed=request, max_points=100, pen_temperature=0.25).collect()
             times.append(time.monotonic() - sent)
     return times
 
 
 async def heavy_client(url: str, seconds: float, stats: dict) -> None:
     strokes = heavy_drawing()
-    async with connect(url) as ws:
-        json.loads(await ws.recv())
+    async with remote.connect(url) as client:
 
-        async def drain():
-            async for raw in ws:
-                message = json.loads(raw)
-                if message["type"] == "error":
-                    stats[message["code"]] = stats.get(message["code"], 0) + 1
+        async def drain(completion):
+            try:
+                await completion.collect()
+            except remote.RemoteError as e:
+                stats[e.code] = stats.get(e.code, 0) + 1
 
-        reader = asyncio.create_task(drain())
-        until, request = time.monotonic() + seconds, 0
-        while time.monotonic() < until:
-            request += 1
-            await ws.send(json.dumps({"type": "complete", "id": str(request), "strokes": strokes, "n": 9}))
-            stats["sent"] = request
+        readers = []
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:  # each request replaces the last
+            readers.append(asyncio.create_task(drain(await client.send_complete(strokes, n=9))))
+            stats["sent"] = len(readers)
             await asyncio.sleep(0.1)
-        reader.cancel()
+        await asyncio.gather(*readers)
 
 
 async def measure(url: str, seconds: float) -> None:

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import torch
+from common import serving
 from load import measure
-from serving import serving
 from torch import nn
 
 from sketchrnn.core import CELLS, RecurrentLayer, RecurrentStack, compile_steps, make_cell

@@ -12,51 +12,36 @@ After each N it reports the server's resident memory (all its processes), to sho
 
 import argparse
 import asyncio
-import json
 import time
-from pathlib import Path
 
-from serving import serving
-from websockets.asyncio.client import connect
+from common import percentile, resident_mb, serving
+
+from sketchrnn import remote
 
 DRAWING = [[[100, 100], [160, 90], [230, 100], [260, 140], [230, 180], [150, 185], [100, 150], [100, 100]]]
 
 
-def percentile(values, q):
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q / 100 * len(values)))]
-
-
 async def client(url: str, until: float, stats: dict, seed: int | None, extra: dict) -> None:
-    async with connect(url, max_size=None) as ws:
-        json.loads(await ws.recv())  # hello
+    async with remote.connect(url) as server:
         request = 0
         while time.monotonic() < until:
             request += 1
             sent = time.monotonic()
             seeded = {} if seed is None else {"seed": seed * 100_000 + request}
-            await ws.send(json.dumps({"type": "complete", "id": str(request), "strokes": DRAWING,
-                                      "temperature": 0.25, **seeded, **extra}))
             first = last = None
-            while True:
-                message = json.loads(await ws.recv())
-                now = time.monotonic()
-                if message["type"] == "points":
-                    stats["points"] += len(message["points"])
+            try:
+                async for _ in server.complete(DRAWING, temperature=0.25, **seeded, **extra):
+                    now = time.monotonic()
+                    stats["points"] += 1
                     if first is None:
                         first = now
                         stats["first"].append(now - sent)
-                    else:
+                    elif now > last:  # a new message (points of one message arrive together)
                         stats["gaps"].append(now - last)
                     last = now
-                elif message["type"] == "done":
-                    stats["requests"] += 1
-                    break
-                else:
-                    stats["errors"] += 1
-                    break
+                stats["requests"] += 1
+            except remote.RemoteError:
+                stats["errors"] += 1
 
 
 async def measure(url: str, clients: int, seconds: float, extra: dict, seeded: bool) -> dict:
@@ -68,21 +53,6 @@ async def measure(url: str, clients: int, seconds: float, extra: dict, seeded: b
     return {"clients": clients, "points_per_s": stats["points"] / elapsed, "requests": stats["requests"],
             "errors": stats["errors"], "first_p50_ms": percentile(stats["first"], 50) * 1e3,
             "first_p99_ms": percentile(stats["first"], 99) * 1e3, "gap_p99_ms": percentile(stats["gaps"], 99) * 1e3}
-
-
-def resident_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the --workers processes), in MB (Linux)."""
-    total, pids = 0.0, [pid]
-    while pids:
-        p = pids.pop()
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            continue
-        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
-        pids += [int(c) for c in children]
-    return total
 
 
 def main():

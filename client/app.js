@@ -22,6 +22,8 @@ let lastGuess = 0;       // when it was sent (performance.now())
 let origin = [0, 0];     // where a drawing from scratch is placed: the server draws it from (0, 0)
 let ws = null;
 let retry = 500;         // reconnect backoff, ms
+let idle = false;        // the server closed us for silence (4000): reconnect when the person draws
+const IDLE_CLOSE = 4000;
 
 function setConnection(text, ok) {
   ui.connection.textContent = text;
@@ -31,11 +33,17 @@ function setConnection(text, ok) {
 function connect() {
   setConnection("connecting…", false);
   ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  idle = false;
   ws.onopen = () => { retry = 500; setConnection("connected", true); };
   ws.onmessage = (event) => receive(JSON.parse(event.data));
-  ws.onclose = () => {
-    setConnection(`disconnected; retrying in ${(retry / 1000).toFixed(1)} s`, false);
+  ws.onclose = (event) => {
     endings = []; finished = []; showAlternatives(); redraw();
+    if (event.code === IDLE_CLOSE) {
+      idle = true;
+      setConnection("disconnected while idle; drawing reconnects", false);
+      return;
+    }
+    setConnection(`disconnected; retrying in ${(retry / 1000).toFixed(1)} s`, false);
     setTimeout(connect, retry);
     retry = Math.min(retry * 2, 10000);
   };
@@ -54,6 +62,10 @@ function receive(msg) {
     ui.status.textContent = "draw something; lift the pen and the model carries on";
   } else if (msg.type === "guess" && msg.id === `g${guessId}`) {
     showGuesses(msg);
+  } else if (msg.type === "error" && msg.code === "busy" && msg.id === String(request)) {
+    const asked = request;
+    ui.status.textContent = `the server is busy; asking again in ${msg.retry_after} s`;
+    setTimeout(() => { if (request === asked) ask(); }, msg.retry_after * 1000);
   } else if (msg.type === "error") {
     if (!String(msg.id).startsWith("g")) ui.status.textContent = `server error (${msg.code}): ${msg.message}`;
   } else if (msg.id !== String(request)) {
@@ -63,7 +75,9 @@ function receive(msg) {
     showGuesses(msg);
     ui.status.textContent = `${guessed}the model is drawing…`;
   } else if (msg.type === "points") {
-    endings[msg.k].push(...msg.points.map(([x, y, p]) => [x + origin[0], y + origin[1], p]));
+    for (const { k, points } of msg.alternatives ?? [msg]) {
+      endings[k].push(...points.map(([x, y, p]) => [x + origin[0], y + origin[1], p]));
+    }
     redraw();
   } else if (msg.type === "done") {
     finished[msg.k] = msg;
@@ -75,6 +89,7 @@ function receive(msg) {
 }
 
 function ask() {
+  if (idle && strokes.length) { connect(); ws.addEventListener("open", ask, { once: true }); return; }
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   if (!strokes.length) { drawFromScratch(); return; }
   origin = [0, 0];

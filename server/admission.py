@@ -1,6 +1,7 @@
 """Who may ask for what, and when: a connection's request and drawing rates (token buckets) and
 a request's place in its model's batch."""
 
+import random
 import time
 
 from .protocol import Limits, ProtocolError
@@ -43,8 +44,23 @@ class Rates:
                                                 "second on this connection")
 
 
-def admit(worker: ModelWorker, stream: Stream, name: str) -> None:
-    """Queue ``stream`` on its model's worker, or refuse it while the batch is full."""
-    if not worker.submit(stream):
+# A request's first point comes after the step under way, its priming (about a step) and its own
+# first step: so a budget of B seconds allows steps of B / STEPS_TO_FIRST_POINT.
+STEPS_TO_FIRST_POINT = 3
+RETRY_AFTER = (0.5, 1.5)  # seconds, spread so that refused clients do not all come back at once
+
+
+def admit(worker: ModelWorker, stream: Stream, name: str, budget: float, previous: Stream | None = None) -> None:
+    """Queue ``stream`` on its model's worker; refuse it while the batch is full ("overloaded"),
+    or at once ("busy") when it could not draw its first point within ``budget`` seconds.
+    Every connection has one request at a time, each judged by the same rule: the rows it adds.
+    ``previous``: the connection's request it replaces, whose rows leave at the next step."""
+    freeing = previous.request.n if previous is not None and not previous.released else 0
+    refused = worker.submit(stream, budget / STEPS_TO_FIRST_POINT, freeing)
+    if refused == "full":
         raise ProtocolError("overloaded", f"model {name!r} is stepping its limit of {worker.max_rows} "
                                           "alternatives; try again shortly")
+    if refused == "busy":
+        raise ProtocolError("busy", f"model {name!r} is too busy to start this within {budget:g} s; "
+                                    "ask again after retry_after seconds",
+                            retry_after=round(random.uniform(*RETRY_AFTER), 2))

@@ -15,6 +15,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import websockets.server
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -41,10 +42,52 @@ STATIC_FILES = {
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 FRAME = 1 / 60  # seconds: the finest pace at which a client can show new points
-AUTH_SECONDS = 10.0  # a connection that must authenticate and has not by then is closed
+AUTH_SECONDS = 5.0  # a connection that must authenticate and has not by then is closed
+MAX_DROPPED_BODY = 64 * 1024  # bytes of a request body read (and dropped) to answer it 413
+IDLE_CLOSE = 4000  # the close code for a connection silent for idle_timeout (docs/protocol.md)
 LOG = logging.getLogger("sketchrnn.server")
 
 __all__ = ["CompletionServer", "Limits", "run", "default_origins"]
+
+
+class _RequestWithBody(HTTPRequest):
+    """websockets closes a connection whose request has a body without a word. Parsed again
+    without its body headers and marked ``refused_body``, it reaches ``process_request``, which
+    answers it 413 with a short body (the body itself is never read)."""
+
+    @classmethod
+    def parse(cls, read_line):
+        lines: list[bytes] = []
+
+        def recording(*limits):
+            line = yield from read_line(*limits)
+            lines.append(line)
+            return line
+
+        try:
+            return (yield from super().parse(recording))
+        except (ValueError, NotImplementedError):
+            kept = [x for x in lines if not x.lower().startswith((b"content-length:", b"transfer-encoding:"))]
+            if len(kept) == len(lines):
+                raise
+
+        def replay(*limits):
+            return kept.pop(0)
+            yield  # a generator, as read_line is
+
+        request = yield from super().parse(replay)
+        request.refused_body = True
+        # The body must not be read as WebSocket frames: a short one is read and dropped, what
+        # has come of a longer one is dropped (the connection closes after the answer anyway).
+        reader = read_line.__self__
+        length = next((x.split(b":", 1)[1].strip() for x in lines if x.lower().startswith(b"content-length:")), b"")
+        if length.isdigit() and int(length) <= MAX_DROPPED_BODY:
+            yield from reader.read_exact(int(length))
+        reader.buffer.clear()
+        return request
+
+
+websockets.server.Request = _RequestWithBody  # the class the server's handshake parses with
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str, method: str = "GET") -> Response:
@@ -98,7 +141,15 @@ class CompletionServer:
         self.static = {path: (CLIENT_DIR / name).read_bytes() for path, (name, _) in STATIC_FILES.items()
                        if (CLIENT_DIR / name).is_file()}
         self.connections = 0  # authenticated (or needing no token)
-        self.unauthenticated = 0  # waiting for their auth message, in a pool of their own
+        self.waiting: dict[ServerConnection, None] = {}  # those yet to send their auth message, oldest first
+
+    @property
+    def unauthenticated(self) -> int:
+        return len(self.waiting)
+
+    def url_token(self, path: str) -> str | None:
+        given = parse_qs(urlsplit(path).query, keep_blank_values=True).get("token")
+        return None if given is None else given[0]
 
     def hello(self) -> dict:
         models = [{"name": name, "mode": m.model.config.mode, "max_points": self.limits.max_points,
@@ -111,46 +162,64 @@ class CompletionServer:
             response = _response(http.HTTPStatus.METHOD_NOT_ALLOWED, b"only GET and HEAD\n", "text/plain")
             response.headers["Allow"] = "GET, HEAD"
             return response
+        if getattr(request, "refused_body", False):
+            return _response(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"requests with a body are not served here\n",
+                             "text/plain")
+        given = self.url_token(request.path)
         if url.path == "/healthz":
-            # This process's own numbers: under --workers each process answers for itself.
-            body = {"status": "ok", "models": list(self.models), "connections": self.connections,
-                    "unauthenticated": self.unauthenticated, "streams": sum(w.rows for w in self.workers.values()),
-                    "worker": self.worker[0], "workers": self.worker[1], "pid": os.getpid()}
-            return _response(http.HTTPStatus.OK, json.dumps(body).encode(), "application/json", request.method)
+            return self.health(request.method, self.token is None or given == self.token)
         if url.path in self.static:
             return _response(http.HTTPStatus.OK, self.static[url.path], STATIC_FILES[url.path][1], request.method)
         if url.path != "/ws":
             return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
-        given = parse_qs(url.query).get("token")
-        if self.token is not None and given is not None and given[0] != self.token:
+        if self.token is not None and given is not None and given != self.token:  # "?token=" too
             return _response(http.HTTPStatus.UNAUTHORIZED, b"bad token\n", "text/plain")
-        # Strangers who have not shown the token wait in a pool of their own: they can never take
-        # the places of people who have.
-        waiting = self.token is not None and given is None
-        if (self.unauthenticated if waiting else self.connections) >= self.limits.max_connections:
+        # Strangers who have not shown the token wait in a pool of their own (authenticate):
+        # they never take the places of people who have.
+        if (self.token is None or given is not None) and self.connections >= self.limits.max_connections:
             return _response(http.HTTPStatus.SERVICE_UNAVAILABLE,
                              f"server full: {self.limits.max_connections} connections\n".encode(), "text/plain")
         return None
 
+    def health(self, method: str, trusted: bool) -> Response:
+        """``ok``; this process's numbers too (under --workers each answers for itself) where no
+        token is needed or it was given."""
+        body = {"status": "ok"}
+        if trusted:
+            body |= {"models": list(self.models), "connections": self.connections,
+                     "unauthenticated": self.unauthenticated, "streams": sum(w.rows for w in self.workers.values()),
+                     "worker": self.worker[0], "workers": self.worker[1], "pid": os.getpid()}
+        return _response(http.HTTPStatus.OK, json.dumps(body).encode(), "application/json", method)
+
     async def authenticate(self, ws: ServerConnection) -> bool:
         """With a token and none in the URL, the first message must be ``auth`` with it, within
-        AUTH_SECONDS; anything else is answered ``unauthorized`` and the connection closed (1008)."""
-        if self.token is None or parse_qs(urlsplit(ws.request.path).query).get("token") == [self.token]:
+        AUTH_SECONDS; anything else is answered ``unauthorized`` and the connection closed (1008).
+        A full pool of waiting connections makes room by closing its oldest."""
+        if self.token is None or self.url_token(ws.request.path) == self.token:
             return True
-        self.unauthenticated += 1
+        if len(self.waiting) >= self.limits.max_unauthenticated:
+            oldest = next(iter(self.waiting))
+            del self.waiting[oldest]
+            asyncio.create_task(refuse(oldest, "too many connections waiting to authenticate; send auth at once"))
+        self.waiting[ws] = None
         try:
             message = protocol.decode(await asyncio.wait_for(ws.recv(), AUTH_SECONDS))
-            if message.get("type") == "auth" and message.get("token") == self.token:
+            if message.get("type") != "auth":
+                reason = 'send {"type": "auth", "token": ...} first, or connect with ?token='
+            elif message.get("token") != self.token:
+                reason = "wrong token"
+            elif self.connections >= self.limits.max_connections:
+                await ws.close(1013, f"server full: {self.limits.max_connections} connections")
+                return False
+            else:
                 return True
-            reason = 'send {"type": "auth", "token": ...} first, or connect with ?token='
         except TimeoutError:
             reason = f"no auth message within {AUTH_SECONDS:g} s"
         except ProtocolError as e:
             reason = f"{e.message}; the first message must be auth"
         finally:
-            self.unauthenticated -= 1
-        await ws.send(protocol.encode(protocol.error("unauthorized", reason)))
-        await ws.close(1008, "unauthorized")
+            self.waiting.pop(ws, None)
+        await refuse(ws, reason)
         return False
 
     async def handler(self, ws: ServerConnection) -> None:
@@ -163,7 +232,12 @@ class CompletionServer:
         self.connections += 1
         connection = Connection(ws, self.limits)
         try:
-            async for raw in ws:
+            while True:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), self.limits.idle_timeout)
+                except TimeoutError:
+                    await ws.close(IDLE_CLOSE, f"idle: no message in {self.limits.idle_timeout:g} s")
+                    break
                 await self.receive(connection, raw)
         except ConnectionClosed:
             pass
@@ -180,17 +254,18 @@ class CompletionServer:
             connection.rates.take_message()
             request = protocol.parse(message, self.limits, self.models, self.default_model)
             if isinstance(request, protocol.Complete):
+                previous = connection.current
                 connection.cancel()  # someone drawing again wants the new ending
                 connection.current = None
-                connection.current = await self.start(connection, request)
+                connection.current = await self.start(connection, request, previous)
             elif isinstance(request, protocol.Guess):
                 await self.guess(connection, request)
             elif isinstance(request, protocol.Cancel):
                 connection.cancel(request.id)
-            else:  # auth is the first message or none
-                raise ProtocolError("bad_request", "unknown message type 'auth'; expected complete, guess or cancel")
+            elif self.token is not None and request.token != self.token:  # already in: by URL or auth
+                raise ProtocolError("unauthorized", "wrong token (this connection stays authenticated)")
         except ProtocolError as e:
-            connection.send(protocol.error(e.code, e.message, protocol.id_of(message)))
+            connection.send(protocol.error(e.code, e.message, protocol.id_of(message), e.retry_after))
         except Exception:  # a bug must cost one request, not the connection
             LOG.exception("request failed")
             connection.send(protocol.error("internal", "the server failed on this request; see its log",
@@ -207,7 +282,7 @@ class CompletionServer:
         connection.rates.take_points(sum(len(s) for s in request.strokes))
         connection.send(protocol.guess(request.id, await self.ranked(request.strokes)))
 
-    async def start(self, connection: Connection, request: protocol.Complete) -> Stream:
+    async def start(self, connection: Connection, request: protocol.Complete, previous: Stream | None) -> Stream:
         """Read the drawing for its model (guessing which, for "auto") and queue it on the model's
         worker; the worker's events come back through ``connection``'s outbox. Without strokes
         the model draws from scratch, from (0, 0): the client places the drawing."""
@@ -230,7 +305,7 @@ class CompletionServer:
                             request.max_points)
         sampled = Request(prefix, scale, request.n, settings, origin=origin)
         stream = Stream(request.id, sampled, asyncio.get_running_loop(), stream_messages, connection.outbox.put_nowait)
-        admit(self.workers[name], stream, name)
+        admit(self.workers[name], stream, name, self.limits.start_budget, previous)
         return stream
 
     async def drain(self, timeout: float = 3.0) -> None:
@@ -250,10 +325,14 @@ class CompletionServer:
 
 def stream_messages(stream: Stream, events: list[Event]) -> list[dict]:
     """The protocol messages for a stream's worker events (run on the worker's thread)."""
-    messages = []
+    drawn: dict[int, list] = {}
     for event in events:
         if event.point is not None:
-            messages.append(protocol.points(stream.id, event.k, [event.point]))
+            drawn.setdefault(event.k, []).append(event.point)
+    messages = [protocol.points(stream.id, drawn)] if drawn else []
+    for event in events:
+        if event.point is not None:
+            continue
         elif event.finished == "failed":
             messages.append(protocol.error("internal", "the model failed on this request; see the server log",
                                            stream.id))
@@ -291,6 +370,15 @@ async def send_frames(ws: ServerConnection, outbox: asyncio.Queue) -> None:
         finally:
             for _ in batches:
                 outbox.task_done()
+
+
+async def refuse(ws: ServerConnection, reason: str) -> None:
+    """An ``unauthorized`` error, then close (1008)."""
+    try:
+        await ws.send(protocol.encode(protocol.error("unauthorized", reason)))
+        await ws.close(1008, "unauthorized")
+    except ConnectionClosed:
+        pass
 
 
 def default_origins(host: str, port: int) -> list[str | None]:

@@ -30,6 +30,7 @@ ERROR_CODES = {
     "too_large": "strokes over max_input_points, n over max_n, max_points over the limit",
     "rate_limited": "more than requests_per_second messages or points_per_second points on this connection",
     "overloaded": "the model is already stepping max_batch alternatives",
+    "busy": "the request could not start within start_budget seconds; ask again after retry_after",
     "unauthorized": "a token is required and the first message was not a valid auth",
     "internal": "the server failed on this request",
 }
@@ -48,15 +49,23 @@ class Limits:
     points_per_second: float = 4000.0
     max_connections: int = 1000  # beyond: HTTP 503 at the handshake
     max_batch: int = 1024  # alternatives stepped at once per model; beyond: "overloaded"
+    # Connections still to send their auth message (with --token): a pool of their own, so
+    # strangers never take the places of people with the token. When it is full the oldest
+    # waiting one is closed to let the newcomer try: a client that authenticates at once always can.
+    max_unauthenticated: int = 16
+    idle_timeout: float = 300.0  # seconds without a message from the client: closed with 4000
+    # Seconds within which a request must be able to draw its first point (three of its model's
+    # steps at the pace its batch would have with it); beyond: "busy" at once, with retry_after.
+    start_budget: float = 0.15
 
 
 class ProtocolError(Exception):
     """A request the server answers with an ``error`` message (the connection stays open)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: float | None = None):
         assert code in ERROR_CODES, code
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.retry_after = code, message, retry_after
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ def parse(message: dict, limits: Limits, models: Collection[str],
         return Cancel(message.get("id"))
     if kind == "auth":
         return Auth(message.get("token"))
-    raise ProtocolError("bad_request", f"unknown message type {kind!r}; expected complete, guess or cancel")
+    raise ProtocolError("bad_request", f"unknown message type {kind!r}; expected complete, guess, cancel or auth")
 
 
 def parse_id(message: dict) -> str:
@@ -217,16 +226,31 @@ def hello(models: list[dict], limits: Limits, worker: int) -> dict:
     return {"type": "hello", "protocol": PROTOCOL, "models": models, "limits": asdict(limits), "worker": worker}
 
 
-def error(code: str, message: str, request_id: str | None = None) -> dict:
+def error(code: str, message: str, request_id: str | None = None, retry_after: float | None = None) -> dict:
     assert code in ERROR_CODES, code
     reply = {"type": "error", "code": code, "message": message}
     if request_id is not None:
         reply["id"] = request_id
+    if retry_after is not None:
+        reply["retry_after"] = retry_after
     return reply
 
 
-def points(request_id: str, k: int, drawn: list[list]) -> dict:
-    return {"type": "points", "id": request_id, "k": k, "points": drawn}
+def points(request_id: str, drawn: dict[int, list[list]]) -> dict:
+    """New points of one request: ``drawn`` maps an alternative to its points. One alternative
+    keeps version 1's form (``k``, ``points``); several go in ``alternatives``, in order of k."""
+    if len(drawn) == 1:
+        (k, only), = drawn.items()
+        return {"type": "points", "id": request_id, "k": k, "points": only}
+    return {"type": "points", "id": request_id,
+            "alternatives": [{"k": k, "points": drawn[k]} for k in sorted(drawn)]}
+
+
+def alternatives_of(message: dict) -> dict[int, list[list]]:
+    """A ``points`` message's points by alternative, whichever form it has."""
+    if "alternatives" in message:
+        return {a["k"]: a["points"] for a in message["alternatives"]}
+    return {message["k"]: message["points"]}
 
 
 def done(request_id: str, k: int, reason: str, count: int, ms: float) -> dict:
@@ -240,16 +264,20 @@ def guess(request_id: str, ranked: list[tuple[str, float]]) -> dict:
 
 
 def merge_points(messages: list[dict]) -> list[dict]:
-    """Consecutive ``points`` messages of the same request and alternative joined into one."""
-    merged: list[dict] = []
+    """One frame's messages with each request's ``points`` joined into one message, where the
+    request's first ``points`` stood (so every alternative's points still precede its ``done``)."""
+    drawn: dict[str, dict[int, list]] = {}
+    order: list[dict | str] = []  # messages, and the ids of the points messages to build
     for message in messages:
-        previous = merged[-1] if merged else None
-        if (message["type"] == "points" and previous is not None and previous["type"] == "points"
-                and previous["id"] == message["id"] and previous["k"] == message["k"]):
-            previous["points"] = previous["points"] + message["points"]
-        else:
-            merged.append(message)
-    return merged
+        if message["type"] != "points":
+            order.append(message)
+            continue
+        if message["id"] not in drawn:
+            drawn[message["id"]] = {}
+            order.append(message["id"])
+        for k, new in alternatives_of(message).items():
+            drawn[message["id"]].setdefault(k, []).extend(new)
+    return [points(item, drawn[item]) if isinstance(item, str) else item for item in order]
 
 
 def encode(message: dict) -> str:

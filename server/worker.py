@@ -21,6 +21,9 @@ import torch
 from sketchrnn.checkpoints import LoadedModel
 from sketchrnn.sampler import Batch, Points, Request
 
+FLAT_ROWS = 32  # up to this many rows a step costs about what one row does (matrix-vector products)
+PACE_WEIGHT = 0.1  # weight of the newest step in the running pace: about the last ten steps
+
 
 class Event(NamedTuple):
     """What happened to one alternative: a point drawn, or its end (``finished`` says why)."""
@@ -42,6 +45,7 @@ class Stream:
     deliver: Callable[[list[dict]], None]  # runs on the connection's loop: queues the messages
     started: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    released: bool = False  # its rows are free again (set by the worker)
 
 
 class ModelWorker:
@@ -52,20 +56,31 @@ class ModelWorker:
         self.streams: dict[Request, Stream] = {}  # those in the batch
         self.batch = Batch(loaded.model)
         self.rows = 0  # rows live or admitted: read by the loop for admission control
+        # The pace, for load shedding: seconds per step per row, over at least FLAT_ROWS rows
+        # (a small batch costs about what one row does), averaged over the last steps.
+        self.seconds_per_row = 0.0
         self.lock = threading.Lock()
         self.stopping = False
         self._admitting: list[Stream] = []  # the streams being primed, should that fail
         self.thread = threading.Thread(target=self._run, name=f"model-{loaded.name}", daemon=True)
         self.thread.start()
 
-    def submit(self, stream: Stream) -> bool:
-        """Queue a stream; False if the batch is full."""
+    def step_seconds(self, rows: int) -> float:
+        """The expected time of one step with ``rows`` rows, at the pace of the last steps."""
+        return self.seconds_per_row * max(rows, FLAT_ROWS)
+
+    def submit(self, stream: Stream, step_limit: float = float("inf"), freeing: int = 0) -> str | None:
+        """Queue a stream; else why not: "full" (max_rows) or "busy" (a step with its rows would
+        take over ``step_limit`` s; ``freeing``: rows of a cancelled stream that leave at the next step)."""
         with self.lock:
+            rows = self.rows - freeing + stream.request.n
             if self.rows + stream.request.n > self.max_rows:
-                return False
+                return "full"
+            if rows > stream.request.n and self.step_seconds(rows) > step_limit:
+                return "busy"
             self.rows += stream.request.n
         self.pending.put(stream)
-        return True
+        return None
 
     def cancel_all(self) -> None:
         """Mark every stream, queued or drawing, cancelled: each alternative then ends "cancelled"."""
@@ -123,7 +138,11 @@ class ModelWorker:
             self._cancel([s for s in self.streams.values() if s.cancelled])
             if not len(self.batch):
                 continue
-            self._deliver(self.batch.step())
+            started = time.perf_counter()
+            points = self.batch.step()
+            seconds = (time.perf_counter() - started) / max(len(self.batch.rows), FLAT_ROWS)
+            self.seconds_per_row += PACE_WEIGHT * (seconds - self.seconds_per_row)
+            self._deliver(points)
             for request in self.batch.drop_finished():
                 self._release(self.streams.pop(request), [])
 
@@ -159,6 +178,7 @@ class ModelWorker:
             self._hand_over([(stream, events)])
         with self.lock:
             self.rows -= stream.request.n
+            stream.released = True
 
     @staticmethod
     def _hand_over(handoff: list[tuple[Stream, list[Event]]]) -> None:

@@ -3,7 +3,7 @@ processes: the page, completions spread over both backends, and a backend killed
 clients see their connection end rather than hang."""
 
 import asyncio
-import json
+import contextlib
 import os
 import shutil
 import signal
@@ -12,8 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
+from sketchrnn import remote
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 if not Path(NGINX).exists():
@@ -86,15 +87,11 @@ http {{
 
 async def draw(origin: str, seed: int, max_points: int = 40):
     """One client through the proxy, as the page connects: hello, a completion to its end."""
-    async with connect(origin.replace("http", "ws") + "/ws", origin=origin) as ws:
-        assert json.loads(await ws.recv())["type"] == "hello"
-        await ws.send(json.dumps({"type": "complete", "id": "1", "strokes": DRAWING, "n": 2, "seed": seed,
-                                  "max_points": max_points}))
-        done = 0
-        while done < 2:
-            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
-            assert message["type"] in ("points", "done"), message
-            done += message["type"] == "done"
+    async with remote.connect(origin.replace("http", "ws") + "/ws", origin=origin) as client:
+        assert client.hello["type"] == "hello"
+        completion = client.complete(DRAWING, n=2, seed=seed, max_points=max_points)
+        await completion.collect(30)
+        assert all(m["type"] in ("points", "done") for m in completion.messages), completion.messages
 
 
 async def test_the_page_and_completions_through_nginx(deployment, health):
@@ -103,44 +100,39 @@ async def test_the_page_and_completions_through_nginx(deployment, health):
     assert "<canvas" in page
     await asyncio.gather(*(draw(origin, seed) for seed in range(6)))
     # Held open together, connections spread over both backends.
-    sockets = [await connect(origin.replace("http", "ws") + "/ws", origin=origin) for _ in range(4)]
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(4):
+            await stack.enter_async_context(remote.connect(origin.replace("http", "ws") + "/ws", origin=origin))
         await asyncio.sleep(0.2)
         assert all(health(port)["connections"] >= 1 for port in backends)
-    finally:
-        for ws in sockets:
-            await ws.close()
     with pytest.raises(Exception, match="403"):  # an origin nobody configured is still refused
-        await connect(origin.replace("http", "ws") + "/ws", origin="http://elsewhere.example")
+        async with remote.connect(origin.replace("http", "ws") + "/ws", origin="http://elsewhere.example"):
+            pass
 
 
 async def test_a_backend_killed_mid_stream_ends_its_clients_streams(deployment):
     origin, backends = deployment
     url = origin.replace("http", "ws") + "/ws"
-    clients = [await connect(url, origin=origin) for _ in range(4)]
-    for i, ws in enumerate(clients):
-        await ws.recv()  # hello
-        # A cold pen: the endings rarely end, so they are still drawing when the backend dies.
-        await ws.send(json.dumps({"type": "complete", "id": "1", "strokes": DRAWING, "n": 9, "seed": i,
-                                  "pen_temperature": 0.01, "max_points": 250}))
-        assert json.loads(await ws.recv())["type"] == "points"
-    victim = next(iter(backends.values()))
-    victim.kill()  # no chance to say goodbye
+    async with contextlib.AsyncExitStack() as stack:
+        streams = []
+        for i in range(4):
+            client = await stack.enter_async_context(remote.connect(url, origin=origin))
+            # A cold pen: the endings rarely end, so they are still drawing when the backend dies.
+            streams.append(client.complete(DRAWING, n=9, seed=i, pen_temperature=0.01, max_points=250))
+            async for _ in streams[-1]:
+                break  # it draws
+        victim = next(iter(backends.values()))
+        victim.kill()  # no chance to say goodbye
 
-    async def outcome(ws) -> str:
-        try:
-            done = 0
-            while done < 9:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                done += message["type"] == "done"
-                if message["type"] == "error":
-                    return "error"
-            return "done"
-        except ConnectionClosed:
-            return "closed"
+        async def outcome(completion) -> str:
+            try:
+                await completion.collect(30)
+                return "done"
+            except remote.RemoteError:
+                return "error"
+            except (ConnectionClosed, ConnectionError):
+                return "closed"
 
-    outcomes = await asyncio.gather(*(outcome(ws) for ws in clients))  # a hang would time out above
+        outcomes = await asyncio.gather(*(outcome(s) for s in streams))  # a hang would time out above
     assert "closed" in outcomes and set(outcomes) <= {"done", "closed", "error"}, outcomes
-    for ws in clients:
-        await ws.close()
     await draw(origin, seed=99)  # the next drawer is served by the backend still up

@@ -2,7 +2,6 @@
 virtual environment, serves the drawing page and a completion with the model inside it."""
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from websockets.asyncio.client import connect
+from sketchrnn import remote
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,14 +44,9 @@ def test_a_wheel_in_a_fresh_venv_serves_the_page_and_completes(tmp_path, free_po
         assert b"WebSocket" in urllib.request.urlopen(f"http://127.0.0.1:{port}/app.js", timeout=5).read()
 
         async def complete():
-            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-                hello = json.loads(await ws.recv())
-                await ws.send(json.dumps({"type": "complete", "id": "1", "seed": 1, "max_points": 20,
-                                          "strokes": [[[100, 100], [160, 90], [230, 100], [260, 140]]]}))
-                points = []
-                while (message := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] != "done":
-                    points += message["points"]
-                return hello, points
+            async with remote.connect(f"ws://127.0.0.1:{port}/ws") as client:
+                completion = client.complete([[[100, 100], [160, 90], [230, 100], [260, 140]]], seed=1, max_points=20)
+                return client.hello, (await completion.collect(30))[0]
 
         hello, points = asyncio.run(complete())
         assert hello["models"][0]["name"] == "sheep" and len(points) > 0

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from sketchrnn import remote
 from sketchrnn.checkpoints import load_model
 from sketchrnn.core.engine import TrainConfig
 from sketchrnn.model import SketchRNNConfig
@@ -47,25 +48,21 @@ async def served(sheep):
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def complete(ws, **fields):
-    await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": DRAWING, **fields}))
-
-
-async def collect(ws, n: int, request_id: str = "r1"):
+async def complete(client, strokes=DRAWING, *, id: str = "r1", n: int = 1, **fields):
     """Points per alternative and the done messages, until every alternative is done."""
-    points, done = {k: [] for k in range(n)}, {}
-    while len(done) < n:
-        message = json.loads(await asyncio.wait_for(ws.recv(), 20))
-        if message.get("id") != request_id:
-            continue
-        if message["type"] == "points":
-            assert message["k"] not in done, "points after done"
-            points[message["k"]] += message["points"]
-        elif message["type"] == "done":
-            done[message["k"]] = message
-        else:
-            raise AssertionError(message)
-    return points, done
+    completion = client.complete(strokes, id=id, n=n, **fields)
+    points = await completion.collect(20)
+    ended = set()
+    for message in completion.messages:
+        if message["type"] == "done":
+            ended.add(message["k"])
+        elif message["type"] == "points":
+            assert not ended & {k for k, _ in remote.points_of(message)}, "points after done"
+    return points, completion.done
+
+
+def url(host: str, query: str = "") -> str:
+    return f"ws://{host}/ws{query}"
 
 
 async def wait_until_idle(app, seconds: float) -> None:
@@ -87,34 +84,29 @@ async def hello(ws):
 
 async def test_hello_lists_models_and_limits(served):
     app, host, _ = await served(Limits(max_n=5))
-    async with connect(f"ws://{host}/ws") as ws:
-        message = await hello(ws)
+    async with remote.connect(url(host)) as client:
+        message = client.hello
     assert message["protocol"] == 1 and message["models"][0]["name"] == "sheep"
     assert message["models"][0]["mode"] == "decoder" and message["limits"]["max_n"] == 5
 
 
 async def test_completion_streams_points_then_done_per_alternative(served):
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await complete(ws, n=3, max_points=30, seed=5)
-        points, done = await collect(ws, 3)
+    async with remote.connect(url(host)) as client:
+        points, done = await complete(client, n=3, max_points=30, seed=5)
     for k in range(3):
-        assert done[k]["reason"] in ("end", "max_points") and done[k]["points"] == len(points[k])
+        assert done[k].reason in ("end", "max_points") and done[k].points == len(points[k])
         assert all(len(p) == 3 and p[2] in (0, 1) for p in points[k])
     assert any(points[0] != points[k] for k in (1, 2)), "alternatives should differ"
 
 
 async def test_seeded_requests_repeat_whatever_else_is_in_the_batch(served):
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as a, connect(f"ws://{host}/ws") as b:
-        await hello(a), await hello(b)
-        await complete(a, n=2, max_points=40, seed=11)
-        first, _ = await collect(a, 2)
-        await complete(b, n=4, max_points=60, seed=3)  # a busy neighbour this time
-        await complete(a, n=2, max_points=40, seed=11)
-        again, _ = await collect(a, 2)
-        await collect(b, 4)
+    async with remote.connect(url(host)) as a, remote.connect(url(host)) as b:
+        first, _ = await complete(a, n=2, max_points=40, seed=11)
+        neighbour = await b.send_complete(DRAWING, n=4, max_points=60, seed=3)  # a busy neighbour this time
+        again, _ = await complete(a, n=2, max_points=40, seed=11)
+        await neighbour.collect(20)
     assert first == again
 
 
@@ -122,24 +114,17 @@ async def test_seeded_repeats_under_concurrent_load_are_identical(served):
     """Ten repeats of one seeded request, each while three other clients draw with other seeds
     and sizes: the same points to the bit every time."""
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await complete(ws, n=2, max_points=60, seed=11)
-        alone, _ = await collect(ws, 2)
+    async with remote.connect(url(host)) as client:
+        alone, _ = await complete(client, n=2, max_points=60, seed=11)
 
     async def neighbour(i: int, round_: int):
-        async with connect(f"ws://{host}/ws") as other:
-            await hello(other)
-            await other.send(json.dumps({"type": "complete", "id": "r1", "strokes": [[[0, 0], [50, 20 * i], [90, 5]]],
-                                         "n": 1 + i, "seed": 100 * round_ + i, "max_points": 80}))
-            await collect(other, 1 + i)
+        async with remote.connect(url(host)) as other:
+            await complete(other, [[[0, 0], [50, 20 * i], [90, 5]]], n=1 + i, seed=100 * round_ + i, max_points=80)
 
     async def mine():
         await asyncio.sleep(0.01 * (len(repeats) % 3))  # join at different points of the others' streams
-        async with connect(f"ws://{host}/ws") as ws:
-            await hello(ws)
-            await complete(ws, n=2, max_points=60, seed=11)
-            return (await collect(ws, 2))[0]
+        async with remote.connect(url(host)) as client:
+            return (await complete(client, n=2, max_points=60, seed=11))[0]
 
     repeats = []
     for round_ in range(10):
@@ -156,36 +141,32 @@ async def test_chaos_leaks_nothing_and_the_server_still_answers(served):
     rng = np.random.default_rng(0)
 
     async def client(i: int):
-        ws = await connect(f"ws://{host}/ws")
-        await hello(ws)
-        for j in range(int(rng.integers(1, 6))):
-            await complete(ws, n=int(rng.integers(1, 10)), max_points=int(rng.integers(1, 250)), seed=i * 10 + j)
-            action = rng.choice(["wait", "cancel", "again", "abort", "close"])
-            await asyncio.sleep(float(rng.uniform(0, 0.05)))
-            if action == "cancel":
-                await ws.send(json.dumps({"type": "cancel", "id": "r1"}))
-            elif action == "abort":
-                ws.transport.abort()  # the TCP connection dropped, no close frame
-                return
-            elif action == "close":
-                await ws.close()
-                return
-            elif action == "wait":
-                try:
-                    await asyncio.wait_for(ws.recv(), 5)
-                except ConnectionClosed:
+        async with remote.connect(url(host)) as client:
+            for j in range(int(rng.integers(1, 6))):
+                completion = await client.send_complete(DRAWING, id=f"r{j}", n=int(rng.integers(1, 10)),
+                                                        max_points=int(rng.integers(1, 250)), seed=i * 10 + j)
+                action = rng.choice(["wait", "cancel", "again", "abort", "close"])
+                await asyncio.sleep(float(rng.uniform(0, 0.05)))
+                if action == "cancel":
+                    await client.cancel(completion.id)
+                elif action == "abort":
+                    client.ws.transport.abort()  # the TCP connection dropped, no close frame
                     return
-        await ws.close()
+                elif action == "close":
+                    return
+                elif action == "wait":
+                    try:  # for its next point
+                        await asyncio.wait_for(anext(aiter(completion), None), 5)
+                    except (ConnectionClosed, ConnectionError):
+                        return
 
-    await asyncio.gather(*(client(i) for i in range(40)))
+    await asyncio.gather(*(client(i) for i in range(40)), return_exceptions=False)
     worker = app.workers["sheep"]
     await wait_until_idle(app, 10)
     assert worker.rows == 0 and not worker.streams and app.connections == 0
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await complete(ws, n=2, max_points=20, seed=1)
-        points, done = await collect(ws, 2)
-    assert all(done[k]["reason"] in ("end", "max_points") for k in range(2))
+    async with remote.connect(url(host)) as client:
+        points, done = await complete(client, n=2, max_points=20, seed=1)
+    assert all(done[k].reason in ("end", "max_points") for k in range(2))
 
 
 async def test_a_trained_vae_completes_over_the_websocket(served, sketches_dir, tmp_path):
@@ -194,11 +175,10 @@ async def test_a_trained_vae_completes_over_the_websocket(served, sketches_dir, 
     train_sketch_model([str(sketches_dir / "quickdraw" / "simplified" / "cat.ndjson")], tmp_path,
                        SketchTrainConfig(config, TrainConfig(steps=20, eval_every=20), batch_size=16), progress=False)
     app, host, _ = await served(models={"cat-vae": load_model(tmp_path / "best.pt")})
-    async with connect(f"ws://{host}/ws") as ws:
-        assert (await hello(ws))["models"][0]["mode"] == "vae"
-        await complete(ws, n=2, max_points=30, seed=1)
-        points, done = await collect(ws, 2)
-    assert all(done[k]["reason"] in ("end", "max_points") for k in range(2))
+    async with remote.connect(url(host)) as client:
+        assert client.hello["models"][0]["mode"] == "vae"
+        points, done = await complete(client, n=2, max_points=30, seed=1)
+    assert all(done[k].reason in ("end", "max_points") for k in range(2))
     assert sum(len(p) for p in points.values()) > 0
 
 
@@ -209,19 +189,17 @@ async def test_auto_guesses_the_model_and_says_so_first(served, shared_data):
     app, host, _ = await served(models=models)
     drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "monkey-1000.ndjson")[0][0].strokes
     strokes = [resample(p * 2.0, 2.0).round(1).tolist() for p in stroke3_to_polylines(drawing)]
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await ws.send(json.dumps({"type": "complete", "id": "g", "model": "auto", "strokes": strokes, "n": 2,
-                                  "seed": 1, "max_points": 30}))
-        guess = json.loads(await asyncio.wait_for(ws.recv(), 20))
+    async with remote.connect(url(host)) as client:
+        completion = client.complete(strokes, id="g", model="auto", n=2, seed=1, max_points=30)
+        points = await completion.collect(20)
+        guess = completion.messages[0]
         assert guess["type"] == "guess" and guess["id"] == "g" and isinstance(guess["sure"], bool)
         assert [t["model"] for t in guess["top"]] == ["monkey", "sheep"] and guess["model"] == "monkey"
         assert guess["top"][0]["p"] >= guess["top"][1]["p"] and abs(sum(t["p"] for t in guess["top"]) - 1) < 1e-3
-        points, done = await collect(ws, 2, "g")
-        assert sum(len(p) for p in points.values()) > 0
-        await ws.send(json.dumps({"type": "complete", "id": "x", "model": "cat", "strokes": strokes}))
-        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert error["code"] == "unknown_model" and "auto, monkey, sheep" in error["message"]
+        assert completion.guess == guess and sum(len(p) for p in points.values()) > 0
+        with pytest.raises(remote.RemoteError) as error:
+            await complete(client, strokes, id="x", model="cat")
+        assert error.value.code == "unknown_model" and "auto, monkey, sheep" in error.value.message
 
 
 async def test_a_guess_request_says_what_the_drawing_looks_like_and_draws_nothing(served, shared_data):
@@ -230,30 +208,25 @@ async def test_a_guess_request_says_what_the_drawing_looks_like_and_draws_nothin
     models = {"monkey": load_model(shared_data / "models" / "monkey.gen.json"), "sheep": load_model()}
     app, host, _ = await served(models=models)
     drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "monkey-1000.ndjson")[0][0].strokes
-    strokes = [p.tolist() for p in stroke3_to_polylines(drawing)]
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await ws.send(json.dumps({"type": "guess", "id": "q", "strokes": strokes}))
-        guess = json.loads(await asyncio.wait_for(ws.recv(), 20))
+    async with remote.connect(url(host)) as client:
+        guess = await client.guess(stroke3_to_polylines(drawing), id="q")
         assert guess["type"] == "guess" and guess["id"] == "q" and guess["model"] == "monkey"
         assert [t["model"] for t in guess["top"]] == ["monkey", "sheep"]
-        await ws.send(json.dumps({"type": "guess", "id": "bad", "strokes": []}))
-        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert error == {"type": "error", "id": "bad", "code": "bad_request",
-                         "message": "strokes must be a non-empty list of strokes [[x, y], ...]"}
+        with pytest.raises(remote.RemoteError) as error:
+            await client.guess([], id="bad")
+        assert error.value.code == "bad_request"
+        assert error.value.message == "strokes must be a non-empty list of strokes [[x, y], ...]"
         assert app.workers["monkey"].rows == app.workers["sheep"].rows == 0  # guessing steps no model
 
 
 async def test_empty_strokes_draw_a_whole_sketch_from_scratch(served):
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await ws.send(json.dumps({"type": "complete", "id": "s", "strokes": [], "n": 2, "seed": 3}))
-        points, done = await collect(ws, 2, "s")
+    async with remote.connect(url(host)) as client:
+        points, done = await complete(client, [], id="s", n=2, seed=3)
         assert all(len(points[k]) > 10 for k in range(2)), "a whole drawing, not a stroke"
-        await ws.send(json.dumps({"type": "complete", "id": "a", "model": "auto", "strokes": []}))
-        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert error["code"] == "bad_request" and "auto needs strokes" in error["message"]
+        with pytest.raises(remote.RemoteError) as error:
+            await complete(client, [], id="a", model="auto")
+    assert error.value.code == "bad_request" and "auto needs strokes" in error.value.message
 
 
 @pytest.mark.parametrize("strokes", [
@@ -264,43 +237,34 @@ async def test_empty_strokes_draw_a_whole_sketch_from_scratch(served):
 ], ids=["one-point", "identical-points", "2000-points", "far-away"])
 async def test_odd_drawings_get_a_completion(served, strokes):
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": strokes, "n": 2, "max_points": 40,
-                                  "seed": 3}))
-        points, done = await collect(ws, 2)
-    assert all(done[k]["reason"] in ("end", "max_points") for k in range(2))
+    async with remote.connect(url(host)) as client:
+        points, done = await complete(client, strokes, n=2, max_points=40, seed=3)
+    assert all(done[k].reason in ("end", "max_points") for k in range(2))
     assert all(len(points[k]) >= 1 for k in range(2))  # the first step cannot end a completion
     assert all(math.isfinite(v) for k in range(2) for p in points[k] for v in p)
 
 
 async def test_a_drawing_larger_than_any_screen_is_refused_by_name(served):
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await ws.send(json.dumps({"type": "complete", "id": "r1", "strokes": [[[1e6, 1e6], [-1e6, 1e6]]]}))
-        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 1e+06"
-        # The same when every model is to guess first: no model can read it either.
-        await ws.send(json.dumps({"type": "complete", "id": "r2", "model": "auto",
-                                  "strokes": [[[1e6, 1e6], [-1e6, 1e6]]]}))
-        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert error["code"] == "bad_request" and error["message"] == "strokes: offset 2e+06 beyond the limit 1e+06"
+    async with remote.connect(url(host)) as client:
+        for model in ("sheep", "auto"):  # also when every model is to guess first: none can read it
+            with pytest.raises(remote.RemoteError) as error:
+                await complete(client, [[[1e6, 1e6], [-1e6, 1e6]]], model=model)
+            assert error.value.code == "bad_request"
+            assert error.value.message == "strokes: offset 2e+06 beyond the limit 1e+06"
 
 
 async def test_cancel_and_supersede(served):
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await complete(ws, n=2, max_points=250, temperature=1.5)
-        await ws.send(json.dumps({"type": "cancel", "id": "r1"}))
-        _, done = await collect(ws, 2)
-        assert {d["reason"] for d in done.values()} <= {"cancelled", "end"}
-        await complete(ws, n=1, max_points=250, temperature=1.5)
-        await ws.send(json.dumps({"type": "complete", "id": "r2", "strokes": DRAWING, "max_points": 5}))
-        _, old = await collect(ws, 1, "r1")
-        _, new = await collect(ws, 1, "r2")
-        assert old[0]["reason"] in ("cancelled", "end") and new[0]["reason"] in ("max_points", "end")
+    async with remote.connect(url(host)) as client:
+        first = await client.send_complete(DRAWING, id="r1", n=2, max_points=250, temperature=1.5)
+        await client.cancel("r1")
+        await first.collect(20)
+        assert {d.reason for d in first.done.values()} <= {"cancelled", "end"}
+        old = await client.send_complete(DRAWING, id="r2", max_points=250, temperature=1.5)
+        _, new = await complete(client, id="r3", max_points=5)
+        await old.collect(20)
+        assert old.done[0].reason in ("cancelled", "end") and new[0].reason in ("max_points", "end")
 
 
 @pytest.mark.parametrize("fields, code, words", [
@@ -328,14 +292,18 @@ async def test_cancel_and_supersede(served):
 ])
 async def test_bad_requests_get_an_error_and_the_connection_keeps_working(served, fields, code, words):
     app, host, _ = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await complete(ws, **fields)
-        error = json.loads(await ws.recv())
-        assert error["type"] == "error" and error["code"] == code and words in error["message"], error
-        await complete(ws, max_points=3, seed=0)
-        _, done = await collect(ws, 1)
-        assert done[0]["points"] <= 3
+    async with remote.connect(url(host)) as client:
+        request = {"id": "r1", "strokes": DRAWING, **fields}
+        if isinstance(request["id"], str):
+            with pytest.raises(remote.RemoteError) as raised:
+                await client.complete(request.pop("strokes"), **request).collect(5)
+            error = raised.value
+        else:  # an error that can name no request
+            await client.send({"type": "complete", **request})
+            error = await asyncio.wait_for(client.errors.get(), 5)
+        assert error.code == code and words in error.message, error
+        _, done = await complete(client, id="r2", max_points=3, seed=0)
+        assert done[0].points <= 3
 
 
 async def test_points_of_drawing_per_second_are_budgeted_per_connection(served):
@@ -343,18 +311,17 @@ async def test_points_of_drawing_per_second_are_budgeted_per_connection(served):
     everyone else (bench/fairness.py): past its budget it gets rate_limited, others do not."""
     app, host, _ = await served(Limits(points_per_second=2000, requests_per_second=100))
     big = [[[float(i), float(i % 7)] for i in range(2000)]]
-    async with connect(f"ws://{host}/ws") as heavy, connect(f"ws://{host}/ws") as light:
-        await hello(heavy), await hello(light)
+    async with remote.connect(url(host)) as heavy, remote.connect(url(host)) as light:
+        requests = [await heavy.send_complete(big, id=str(i), max_points=1) for i in range(4)]
         codes = []
-        for i in range(4):
-            await heavy.send(json.dumps({"type": "complete", "id": str(i), "strokes": big, "max_points": 1}))
-        while len(codes) < 4:
-            message = json.loads(await asyncio.wait_for(heavy.recv(), 10))
-            if message["type"] in ("error", "done"):
-                codes.append(message.get("code") or message["reason"])
+        for request in requests:
+            try:
+                await request.collect(10)
+                codes.append(request.done[0].reason)
+            except remote.RemoteError as e:
+                codes.append(e.code)
         assert codes.count("rate_limited") == 2, codes  # a burst of twice the rate, then no more
         await complete(light, max_points=3)
-        await collect(light, 1)
 
 
 async def test_an_integer_of_5000_digits_is_a_bad_request(served):
@@ -379,70 +346,59 @@ async def test_malformed_frames(served):
 
 async def test_a_too_big_message_closes_with_1009_and_others_keep_streaming(served):
     app, host, _ = await served(Limits(max_message_bytes=1000))
-    async with connect(f"ws://{host}/ws") as other, connect(f"ws://{host}/ws") as abuser:
-        await hello(other), await hello(abuser)
-        await complete(other, max_points=100, seed=1)
+    async with remote.connect(url(host)) as other, connect(url(host)) as abuser:
+        await hello(abuser)
+        streaming = await other.send_complete(DRAWING, max_points=100, seed=1)
         await abuser.send("x" * 5000)
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(abuser.recv(), 5)
         assert closed.value.rcvd.code == 1009
-        _, done = await collect(other, 1)
-        assert done[0]["reason"] in ("end", "max_points")
+        await streaming.collect(20)
+        assert streaming.done[0].reason in ("end", "max_points")
 
 
 async def test_rate_limit(served):
     app, host, _ = await served(Limits(requests_per_second=2))
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
+    async with remote.connect(url(host)) as client:
         for _ in range(6):
-            await ws.send(json.dumps({"type": "cancel", "id": "none"}))
-        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert error["code"] == "rate_limited" and "2 requests per second" in error["message"]
+            await client.cancel("none")
+        error = await asyncio.wait_for(client.errors.get(), 5)
+        assert error.code == "rate_limited" and "2 requests per second" in error.message
 
 
 async def test_connection_limit_answers_503(served):
     app, host, _ = await served(Limits(max_connections=1))
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
+    async with remote.connect(url(host)):
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://{host}/ws"):
+            async with remote.connect(url(host)):
                 pass
         assert refused.value.response.status_code == 503
 
 
 async def test_origins(served):
     app, host, _ = await served(origins=["http://good.example"])
-    async with connect(f"ws://{host}/ws", origin="http://good.example") as ws:
-        await hello(ws)
+    async with remote.connect(url(host), origin="http://good.example"):
+        pass
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"ws://{host}/ws", origin="http://evil.example"):
+        async with remote.connect(url(host), origin="http://evil.example"):
             pass
     assert refused.value.response.status_code == 403
 
 
 async def test_token_in_query_or_first_message(served):
     app, host, _ = await served(token="s3cret")
-    async with connect(f"ws://{host}/ws?token=s3cret") as ws:
-        await hello(ws)
-        await complete(ws, max_points=2)
-        await collect(ws, 1)
+    for auth in ("url", "message"):
+        async with remote.connect(url(host), "s3cret", auth=auth) as client:
+            await complete(client, max_points=2)
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"ws://{host}/ws?token=wrong"):
+        async with remote.connect(url(host), "wrong"):
             pass
     assert refused.value.response.status_code == 401
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await ws.send(json.dumps({"type": "auth", "token": "s3cret"}))
-        await complete(ws, max_points=2)
-        await collect(ws, 1)
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await complete(ws)
-        error = json.loads(await ws.recv())
-        assert error["code"] == "unauthorized"
-        with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 5)
-        assert closed.value.rcvd.code == 1008
+    async with remote.connect(url(host)) as client:
+        with pytest.raises(remote.RemoteError) as error:
+            await complete(client)
+        assert error.value.code == "unauthorized"
+    assert client.ws.close_code == 1008
 
 
 async def test_auth_is_the_first_message_within_a_deadline_and_strangers_take_no_seats(served, monkeypatch):
@@ -457,16 +413,105 @@ async def test_auth_is_the_first_message_within_a_deadline_and_strangers_take_no
                 await asyncio.wait_for(ws.recv(), 5)
             assert closed.value.rcvd.code == 1008
     strangers = [await connect(f"ws://{host}/ws") for _ in range(3)]  # idle, never authenticating
-    async with connect(f"ws://{host}/ws?token=s3cret") as ws:  # the real user still gets in
-        await hello(ws)
-        await complete(ws, max_points=2)
-        await collect(ws, 1)
+    async with remote.connect(url(host), "s3cret") as client:  # the real user still gets in
+        await complete(client, max_points=2)
     for stranger in strangers:  # and the strangers are shown out after the deadline
         await hello(stranger)
         assert json.loads(await asyncio.wait_for(stranger.recv(), 5))["code"] == "unauthorized"
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(stranger.recv(), 5)
     assert app.unauthenticated == 0
+
+
+async def test_token_holders_by_first_message_are_never_starved_by_strangers(served):
+    """Strangers holding every place for unauthenticated connections do not lock out a person
+    who sends the token as a first message: the oldest stranger makes room."""
+    app, host, _ = await served(Limits(max_connections=3, max_unauthenticated=3), token="s3cret")
+    strangers = [await connect(url(host)) for _ in range(3)]  # never authenticating
+    for _ in range(3):
+        async with remote.connect(url(host), "s3cret", auth="message") as client:
+            await complete(client, max_points=2)
+    await hello(strangers[0])
+    assert json.loads(await asyncio.wait_for(strangers[0].recv(), 5))["code"] == "unauthorized"
+    for stranger in strangers:
+        await stranger.close()
+
+
+async def test_auth_answers_as_the_protocol_says(served):
+    app, host, _ = await served(token="s3cret")
+    with pytest.raises(InvalidStatus) as refused:  # an empty token is a wrong token
+        async with remote.connect(url(host, "?token=")):
+            pass
+    assert refused.value.response.status_code == 401
+    async with remote.connect(url(host), "s3cret") as client:
+        await client.send({"type": "auth", "token": "s3cret"})  # already in: nothing to say
+        await complete(client, max_points=2)
+        await client.send({"type": "auth", "token": "nope"})
+        error = await asyncio.wait_for(client.errors.get(), 5)
+        assert error.code == "unauthorized" and "wrong token" in error.message
+        await complete(client, max_points=2)  # still in
+    async with remote.connect(url(host), "nope", auth="message") as client:
+        with pytest.raises(remote.RemoteError) as error:
+            await complete(client)
+        assert error.value.code == "unauthorized" and error.value.message == "wrong token"
+    app, host, _ = await served()  # no token needed: an auth message is no error
+    async with remote.connect(url(host), "anything", auth="message") as client:
+        await complete(client, max_points=2)
+        assert client.errors.empty()
+
+
+async def test_idle_connections_are_closed_with_a_reason(served):
+    app, host, _ = await served(Limits(idle_timeout=0.5))
+    async with remote.connect(url(host)) as client:
+        await complete(client, max_points=2)  # a message resets the clock
+        await asyncio.wait_for(client.reader, 5)
+        assert client.ws.close_code == 4000 and "idle" in client.ws.close_reason
+    await wait_until_idle(app, 5)
+    assert app.connections == 0
+
+
+async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(served):
+    """With a budget no step can meet, a request beside a running one is answered busy within
+    300 ms; a request alone, or one that replaces its connection's own, still starts."""
+    app, host, _ = await served(Limits(start_budget=1e-9))
+    async with remote.connect(url(host)) as first, remote.connect(url(host)) as second:
+        running = await first.send_complete(DRAWING, n=9, max_points=250, pen_temperature=0.01)
+        async for _ in running:
+            break  # it steps
+        asked = asyncio.get_running_loop().time()
+        with pytest.raises(remote.RemoteError) as busy:
+            await complete(second, max_points=30)
+        assert asyncio.get_running_loop().time() - asked < 0.3
+        assert busy.value.code == "busy" and 0 < busy.value.retry_after <= 2
+        points, done = await complete(first, id="again", n=9, max_points=5)  # replaces its own: admitted
+        assert all(d.reason in ("end", "max_points") for d in done.values())
+
+
+async def test_points_of_all_alternatives_come_at_most_once_per_frame(served):
+    """n=9: each message carries every alternative's new points, about 60 messages a second."""
+    app, host, _ = await served()
+    async with remote.connect(url(host)) as client:
+        completion = client.complete(DRAWING, n=9, max_points=250, temperature=1.0, pen_temperature=0.1, seed=2)
+        arrivals = []
+        async for _ in completion:
+            if len(completion.messages) > len(arrivals):
+                arrivals.append(asyncio.get_running_loop().time())
+    messages = [m for m in completion.messages if m["type"] == "points"]
+    seconds = arrivals[-1] - arrivals[0]
+    drawn = sum(len(p) for m in messages for p in remote.points_of(m))
+    assert len(messages) <= 3 + 60 * seconds * 1.25, (len(messages), seconds, drawn)
+    assert drawn / len(messages) > 9, "several alternatives' points per message"
+
+
+async def test_healthz_with_a_token_says_only_ok_and_a_body_gets_413(served):
+    app, host, _ = await served(token="s3cret")
+    assert json.loads((await get(f"http://{host}/healthz"))[2]) == {"status": "ok"}
+    assert json.loads((await get(f"http://{host}/healthz?token=s3cret"))[2])["connections"] == 0
+    reader, writer = await asyncio.open_connection(*host.split(":"))
+    writer.write(f"GET /ws HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello".encode())
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and answer.endswith(b"requests with a body are not served here\n")
 
 
 async def test_http_methods_other_than_get_and_head_are_refused(served):
@@ -491,11 +536,9 @@ async def test_http_methods_other_than_get_and_head_are_refused(served):
 
 async def test_disconnect_mid_stream_leaks_nothing(served):
     app, host, _ = await served()
-    ws = await connect(f"ws://{host}/ws")
-    await hello(ws)
-    await complete(ws, n=9, max_points=250, temperature=2.0)
-    await ws.recv()  # streaming has started
-    await ws.close()
+    async with remote.connect(url(host)) as client:
+        async for _ in client.complete(DRAWING, n=9, max_points=250, temperature=2.0):
+            break  # streaming has started
     worker = app.workers["sheep"]
     await wait_until_idle(app, 5)
     assert worker.rows == 0 and not worker.streams and app.connections == 0
@@ -528,19 +571,16 @@ async def test_static_files_healthz_and_no_path_traversal(served):
 
 async def test_graceful_shutdown_ends_streams_with_1001(served):
     app, host, task = await served()
-    async with connect(f"ws://{host}/ws") as ws:
-        await hello(ws)
-        await complete(ws, n=2, max_points=250, temperature=2.0)
-        await ws.recv()
-        task.cancel()
-        done = {}
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                if message["type"] == "done":
-                    done[message["k"]] = message["reason"]
-        assert closed.value.rcvd.code == 1001
-        assert set(done) == {0, 1} and set(done.values()) <= {"cancelled", "end", "max_points"}
+    async with remote.connect(url(host)) as client:
+        completion = client.complete(DRAWING, n=2, max_points=250, temperature=2.0)
+        async for _ in completion:
+            task.cancel()
+            break
+        await completion.collect(10)
+        await asyncio.wait_for(client.reader, 10)
+        assert client.ws.close_code == 1001
+        assert set(completion.done) == {0, 1}
+        assert {d.reason for d in completion.done.values()} <= {"cancelled", "end", "max_points"}
     await asyncio.gather(task, return_exceptions=True)
     assert not app.workers["sheep"].thread.is_alive()
 

@@ -2,7 +2,7 @@
 the other's streams, SIGTERM answering every stream before the connections close."""
 
 import asyncio
-import json
+import contextlib
 import os
 import signal
 import socket
@@ -11,8 +11,9 @@ import sys
 import time
 
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
+from sketchrnn import remote
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="--workers needs SO_REUSEPORT")
 
@@ -35,26 +36,21 @@ def worker_pids(port: int, health, seconds: float = 60) -> dict[int, int]:
     return seen
 
 
-async def connection_on(url: str, worker: int):
+async def connection_on(url: str, worker: int, stack: contextlib.AsyncExitStack) -> remote.Client:
     """A connection that the kernel gave to ``worker`` (others are closed)."""
     for _ in range(100):
-        ws = await connect(url)
-        if json.loads(await ws.recv())["worker"] == worker:
-            return ws
-        await ws.close()
+        client = await stack.enter_async_context(remote.connect(url))
+        if client.hello["worker"] == worker:
+            return client
+        await client.ws.close()
     raise AssertionError(f"no connection reached worker {worker} in 100 tries")
 
 
-async def stream(ws, request_id: str, n: int = 4) -> list[dict]:
+async def stream(client: remote.Client, request_id: str, n: int = 4) -> list[dict]:
     """Send a completion request and read until every alternative is done."""
-    await ws.send(json.dumps({"type": "complete", "id": request_id, "strokes": SQUARE, "n": n, "seed": 1,
-                              "temperature": 1.0, "max_points": 250}))
-    messages, done = [], 0
-    while done < n:
-        message = json.loads(await ws.recv())
-        messages.append(message)
-        done += message["type"] == "done"
-    return messages
+    completion = client.complete(SQUARE, id=request_id, n=n, seed=1, temperature=1.0, max_points=250)
+    await completion.collect()
+    return completion.messages
 
 
 def test_bad_workers_value_is_refused():
@@ -73,15 +69,17 @@ def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully(free_port,
         assert len(pids) == 2 and len(set(pids.values())) == 2
 
         async def scenario():
+            async with contextlib.AsyncExitStack() as stack:
+                await in_two_processes(stack)
+
+        async def in_two_processes(stack):
             url = f"ws://127.0.0.1:{port}/ws"
-            doomed, survivor = await connection_on(url, 0), await connection_on(url, 1)
-            await doomed.send(json.dumps({"type": "complete", "id": "a", "strokes": SQUARE, "n": 8,
-                                          "temperature": 1.0}))
+            doomed, survivor = await connection_on(url, 0, stack), await connection_on(url, 1, stack)
+            lost = await doomed.send_complete(SQUARE, id="a", n=8, temperature=1.0)
             survivor_task = asyncio.create_task(stream(survivor, "b"))
             os.kill(pids[0], signal.SIGKILL)
-            with pytest.raises(ConnectionClosed):  # its process is gone: its connection with it
-                while True:
-                    await doomed.recv()
+            with pytest.raises((ConnectionClosed, ConnectionError)):  # its process is gone: its connection with it
+                await lost.collect()
             messages = await survivor_task  # the other process's stream finishes untouched
             assert [m["type"] for m in messages].count("done") == 4
             assert all(m["type"] in ("points", "done") for m in messages)
@@ -94,18 +92,14 @@ def test_two_workers_share_a_port_survive_a_death_and_stop_gracefully(free_port,
                 await asyncio.sleep(0.2)
             assert again[0] != pids[0] and again[1] == pids[1]
             # SIGTERM to the supervisor mid-stream: the stream still ends with done, then 1001.
-            await survivor.send(json.dumps({"type": "complete", "id": "c", "strokes": SQUARE, "n": 8,
-                                            "temperature": 1.0, "max_points": 250}))
-            json.loads(await survivor.recv())  # the stream has started
+            last = survivor.complete(SQUARE, id="c", n=8, temperature=1.0, max_points=250)
+            async for _ in last:
+                break  # the stream has started
             server.send_signal(signal.SIGTERM)
-            ends = []
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    message = json.loads(await survivor.recv())
-                    if message["type"] == "done":
-                        ends.append(message)
-            assert len(ends) == 8
-            assert closed.value.rcvd.code == 1001
+            await last.collect(30)
+            await asyncio.wait_for(survivor.reader, 30)
+            assert len(last.done) == 8
+            assert survivor.ws.close_code == 1001
 
         asyncio.run(scenario())
         assert server.wait(30) == 0

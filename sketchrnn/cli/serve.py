@@ -18,7 +18,8 @@ def _server_options(args: argparse.Namespace) -> dict:
     limits = Limits(max_message_bytes=args.max_message_bytes, max_input_points=args.max_input_points,
                     max_points=args.max_points, max_n=args.max_n, requests_per_second=args.rate,
                     max_connections=args.max_connections, max_batch=args.max_batch,
-                    points_per_second=args.points_rate)
+                    points_per_second=args.points_rate, max_unauthenticated=args.max_unauthenticated,
+                    idle_timeout=args.idle_timeout, start_budget=args.start_budget)
     origins = None if args.origins is None else [None if o == "none" else o for o in args.origins]
     return {"host": args.host, "port": args.port, "limits": limits, "origins": origins, "token": args.token}
 
@@ -110,7 +111,14 @@ def add_commands(commands) -> None:
                               ("--rate", "requests_per_second", "requests per second per connection"),
                               ("--points-rate", "points_per_second", "points of drawing per second per connection"),
                               ("--max-connections", "max_connections", "concurrent connections"),
-                              ("--max-batch", "max_batch", "alternatives stepped at once per model")):
+                              ("--max-batch", "max_batch", "alternatives stepped at once per model"),
+                              ("--max-unauthenticated", "max_unauthenticated",
+                               "connections yet to send their auth message (with --token); when full the oldest "
+                               "is closed"),
+                              ("--idle-timeout", "idle_timeout", "seconds without a message before a connection is "
+                                                                 "closed (4000)"),
+                              ("--start-budget", "start_budget", "seconds within which a request must be able to draw "
+                                                                 "its first point, else it is answered busy")):
         default = getattr(lim, field)
         sv.add_argument(flag, type=type(default), default=default, help=f"{what} (default: {default:g})")
     sv.set_defaults(func=cmd_serve)
