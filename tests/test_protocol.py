@@ -82,12 +82,14 @@ def test_a_guess_message_lists_the_top_three_and_says_when_it_is_not_sure():
     assert protocol.guess("g", [("bird", 0.3), ("duck", 0.29), ("owl", 0.2)])["sure"] is False
 
 
-def test_points_of_one_alternative_are_merged_and_others_kept_apart():
-    messages = [protocol.points("1", 0, [[1, 1, 0]]), protocol.points("1", 0, [[2, 2, 1]]),
-                protocol.points("1", 1, [[3, 3, 0]]), protocol.done("1", 0, "end", 2, 12.34)]
+def test_a_frames_points_of_a_request_go_in_one_message_before_its_done():
+    messages = [protocol.points("1", {0: [[1, 1, 0]]}), protocol.points("1", {0: [[2, 2, 1]]}),
+                protocol.points("1", {1: [[3, 3, 0]]}), protocol.done("1", 0, "end", 2, 12.34),
+                protocol.points("2", {0: [[4, 4, 0]]})]
     merged = protocol.merge_points(messages)
-    assert [m["type"] for m in merged] == ["points", "points", "done"]
-    assert merged[0]["points"] == [[1, 1, 0], [2, 2, 1]] and merged[2]["ms"] == 12.3
+    assert [m["type"] for m in merged] == ["points", "done", "points"]
+    assert merged[0]["alternatives"] == [{"k": 0, "points": [[1, 1, 0], [2, 2, 1]]}, {"k": 1, "points": [[3, 3, 0]]}]
+    assert merged[1]["ms"] == 12.3 and merged[2] == {"type": "points", "id": "2", "k": 0, "points": [[4, 4, 0]]}
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
