@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from sketchrnn.checkpoints import ModelFileError
-from sketchrnn.cli import data, models, rnn, serve, sketch, text
+from sketchrnn.cli import data, models, recognizer, rnn, serve, sketch, text
 from sketchrnn.strokes import StrokeFormatError
 
 
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_commands(commands)
     text.add_commands(commands)
     models.add_commands(commands)
+    recognizer.add_commands(commands)
     return parser
 
 

@@ -9,6 +9,7 @@ import torch
 
 from sketchrnn.catalog import default_model_files, load_catalog, model_files
 from sketchrnn.core.engine import resolve_device
+from sketchrnn.recognizer import Recognizer, load_for
 from sketchrnn.sampler import set_threads
 from sketchrnn.server.app import Limits, run
 from sketchrnn.server.processes import check_workers, default_workers, supervise
@@ -24,26 +25,30 @@ def _server_options(args: argparse.Namespace) -> dict:
     return {"host": args.host, "port": args.port, "limits": limits, "origins": origins, "token": args.token}
 
 
-def load_served_models(args: argparse.Namespace) -> dict:
-    """The models to serve, on --device (every stream of every connection steps in one batch there)."""
+def load_served_models(args: argparse.Namespace) -> tuple[dict, Recognizer | None]:
+    """The models to serve, on --device (every stream of every connection steps in one batch
+    there), and the recognizer built for exactly them, if there is one."""
     device = resolve_device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA GPU is visible to this process")
-    models = load_catalog(model_files(args.model) if args.model else default_model_files())
+    files = model_files(args.model) if args.model else default_model_files()
+    recognizer = load_for(files, args.recognizer)
+    models = load_catalog(files)
     for loaded in models.values():
         loaded.model.to(device)
-    return models
+    return models, recognizer
 
 
 def serve_worker(args: argparse.Namespace, index: int, count: int, ready) -> None:
     """One of ``--workers`` processes: its share of the cores, its own models, the shared port;
     ``ready`` is set once it listens."""
     set_threads(max(1, default_workers() // count))  # the cores this process may use, shared
-    models = load_served_models(args)
+    models, recognizer = load_served_models(args)
 
     async def serve_until_stopped():
         listening = asyncio.get_running_loop().create_future()
-        server = asyncio.create_task(run(models, **_server_options(args), ready=listening, worker=(index, count)))
+        server = asyncio.create_task(run(models, **_server_options(args), ready=listening, worker=(index, count),
+                                         recognizer=recognizer))
         await asyncio.wait([listening, server], return_when=asyncio.FIRST_COMPLETED)
         if listening.done():
             ready.set()
@@ -59,7 +64,7 @@ def serve_worker(args: argparse.Namespace, index: int, count: int, ready) -> Non
 
 def cmd_serve(args: argparse.Namespace) -> int:
     check_workers(args.workers)
-    models = load_served_models(args)  # with --workers each loads its own: this checks the files first
+    models, recognizer = load_served_models(args)  # with --workers each loads its own: this checks the files first
     logger = logging.getLogger("sketchrnn")
     if not logger.handlers:
         handler = logging.StreamHandler()
@@ -71,10 +76,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "model. Pages from other machines are refused by the origin check unless --origins names them "
               f"(e.g. --origins http://THIS-HOST:{args.port}).", file=sys.stderr)
     processes = f" in {args.workers} processes" if args.workers > 1 else ""
-    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws){processes}; "
+    guesses = f"; guesses by {recognizer.path}" if recognizer is not None else ""
+    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws){processes}{guesses}; "
           "Ctrl-C stops", flush=True)
     if args.workers == 1:
-        asyncio.run(run(models, **_server_options(args)))
+        asyncio.run(run(models, **_server_options(args), recognizer=recognizer))
     elif status := supervise(args.workers, serve_worker, (args,)):
         return status
     print("stopped")
@@ -103,6 +109,9 @@ def add_commands(commands) -> None:
                          "(default: the number of cores, here %(default)s)")
     sv.add_argument("--device", default="cpu", help="where the models step: cpu, cuda, cuda:1, or auto "
                                                      "(cuda where there is one) (default: cpu)")
+    sv.add_argument("--recognizer", help="a recognizer built for exactly these models (`sketchrnn recognizer "
+                                         "build`) answers guesses (default: recognizer.pt beside the model files, "
+                                         "if there; else the models' own likelihoods guess, slower)")
     sv.add_argument("--token", help="require this token: ?token= in the URL or a first {\"type\": \"auth\"} message")
     for flag, field, what in (("--max-message-bytes", "max_message_bytes", "largest message"),
                               ("--max-input-points", "max_input_points", "points in a request's strokes"),
