@@ -56,7 +56,9 @@ class Limits:
     idle_timeout: float = 300.0  # seconds without a message from the client: closed with 4000
     # Seconds within which a request must be able to draw its first point (three of its model's
     # steps at the pace its batch would have with it); beyond: "busy" at once, with retry_after.
-    start_budget: float = 0.15
+    # 0.75: a person's first point stays under a second with the event loop's own delay on top;
+    # tighter budgets refuse people on a machine that is merely busy, not overloaded.
+    start_budget: float = 0.75
 
 
 class ProtocolError(Exception):
