@@ -115,8 +115,10 @@ def test_the_installed_package_imports_from_the_venv_not_the_checkout(built):
 
 def test_the_installed_server_serves_the_page_and_a_completion(built, free_port, start_server):
     port = free_port()
+    # A fresh venv's first torch import reads every page from disk: on 2 busy cores it has taken
+    # over conftest's 120 s; 20 s at a load of 5.
     server = start_server(port, "--workers", "1", program=(str(built["venv"] / "bin" / "sketchrnn"),),
-                          cwd=built["cwd"], env=built["env"])
+                          cwd=built["cwd"], env=built["env"], seconds=300)
     try:
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
         assert "<canvas" in page
