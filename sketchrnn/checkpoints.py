@@ -150,6 +150,7 @@ def export_gen_json(loaded: LoadedModel, path: str | Path) -> dict:
     info = {"mode": 2, "version": 6, "max_seq_len": loaded.max_len, "name": loaded.name,
             "scale_factor": round(loaded.scale_factor, 6)}
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps([info, [list(a.shape) for a in arrays], blobs]))
     tmp.replace(path)

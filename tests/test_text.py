@@ -117,6 +117,9 @@ def test_text_commands(shared_data, tmp_path, capsys):
                  "--seed", "1"]) == 0
     assert len(capsys.readouterr().out) == 31
     assert main(["text", "eval", "--model", str(tmp_path / "best.pt"), "--data", names]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"{tmp_path / 'best.pt'} on {names}: ") and "nats per character" in line, line
+    assert main(["text", "eval", "--model", str(tmp_path / "best.pt"), "--data", names, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["level"] == "char" and result["bits_per_char"] == pytest.approx(result["nats"] / 0.6931, rel=1e-3)
     assert main(["text", "sample", "--model", str(tmp_path / "best.pt"), "--prime", "ž"]) == 2

@@ -2,14 +2,24 @@
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from sketchrnn.checkpoints import ModelFileError
 from sketchrnn.cli import data, models, recognizer, rnn, serve, sketch, text
 from sketchrnn.strokes import StrokeFormatError
 
 
+def installed_version() -> str:
+    """The version pip installed (the package's metadata), so that it is the one in pyproject.toml."""
+    try:
+        return version("sketchrnn")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sketchrnn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rnn.add_commands(commands)
     data.add_commands(commands)

@@ -44,6 +44,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     data = _load(args)
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     splits = SPLITS if args.split == "all" else (args.split,)
     if out.suffix == ".npz":
         write_npz(out, {s: data.splits[s].drawings if s in splits else [] for s in SPLITS})

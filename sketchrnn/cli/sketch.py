@@ -79,6 +79,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     render_grid([np.concatenate([partial, c]) for c in continuations], args.out,
                 generated_from=[len(partial)] * len(continuations))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"input": partial.tolist(), "scale": scale,
                                                "continuations": [c.tolist() for c in continuations]}))
     lengths = ", ".join(str(len(c)) for c in continuations)

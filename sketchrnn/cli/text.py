@@ -42,7 +42,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = {"nats": nats, "symbols": int(ids.numel()), "level": vocab.level}
     result["bits_per_char" if vocab.level == "char" else "perplexity"] = (
         nats / math.log(2) if vocab.level == "char" else math.exp(nats))
-    print(json.dumps(result))
+    if args.json:
+        print(json.dumps(result))
+    elif vocab.level == "char":
+        print(f"{args.model} on {args.data}: {nats:.4f} nats per character ({result['bits_per_char']:.4f} bits) "
+              f"over {result['symbols']} characters")
+    else:
+        print(f"{args.model} on {args.data}: {nats:.4f} nats per word (perplexity {result['perplexity']:.1f}) "
+              f"over {result['symbols']} words")
     return 0
 
 
@@ -71,4 +78,5 @@ def add_commands(commands) -> None:
     te = actions.add_parser("eval", help="nats per symbol on a file, state carried through")
     te.add_argument("--model", required=True, help="a text model checkpoint")
     te.add_argument("--data", required=True, help="UTF-8 text file")
+    te.add_argument("--json", action="store_true", help="print the result as one JSON object (for scripts)")
     te.set_defaults(func=cmd_eval)
