@@ -32,6 +32,7 @@ MAGENTA_MODELS = (
     "toothbrush toothpaste tractor trombone truck whale windmill yoga yogabicycle everything"
 ).split()
 MODEL_SUFFIXES = (".gen.json", ".pt")
+RECOGNIZER_FILE = "recognizer.pt"  # in a folder of models: the recognizer built for them, not a model
 EXTENTS_FILE = "extents.json"  # what each model file's drawings span, learned once (sampling costs ~1 s a model)
 
 
@@ -64,7 +65,8 @@ def model_files(paths: list[str | Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for given in map(Path, paths):
         if given.is_dir():
-            files = sorted(p for p in given.iterdir() if p.is_file() and p.name.endswith(MODEL_SUFFIXES))
+            files = sorted(p for p in given.iterdir()
+                           if p.is_file() and p.name.endswith(MODEL_SUFFIXES) and p.name != RECOGNIZER_FILE)
             if not files:
                 raise ModelFileError(f"{given}: no .pt or .gen.json models in this folder")
         elif given.is_file():

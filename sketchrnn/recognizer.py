@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from sketchrnn.catalog import RECOGNIZER_FILE
 from sketchrnn.checkpoints import load_model
 from sketchrnn.core.layers import RecurrentStack, reverse_padded
 from sketchrnn.data import drop_points
@@ -328,7 +329,7 @@ def load_for(model_files: dict[str, Path], path: str | Path | None = None) -> Re
     the model files, else None (the models' likelihoods guess). One built for other models is
     refused, naming the difference."""
     if path is None:
-        found = {Path(p).parent / "recognizer.pt" for p in model_files.values()}
+        found = {Path(p).parent / RECOGNIZER_FILE for p in model_files.values()}
         found = sorted(f for f in found if f.is_file())
         if not found:
             return None

@@ -30,7 +30,7 @@ def user_cache(tmp_path_factory) -> Path:
         os.environ["SKETCHRNN_CACHE"] = previous
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (they come with the project's shared/ folder)")

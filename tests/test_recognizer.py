@@ -1,0 +1,80 @@
+"""The recognizer: built from decoders and people's drawings, saved with the models it knows,
+refused for others; the server and `sketchrnn guess` answer with it."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from sketchrnn.catalog import model_files
+from sketchrnn.cli import main
+from sketchrnn.recognizer import Recognizer, RecognizerConfig, build, load_for
+from sketchrnn.strokes import read_ndjson
+
+# A build in seconds, not minutes: the tests check the plumbing, bench/recognizer.py the accuracy.
+TINY = RecognizerConfig(samples_per_model=12, steps=30, batch_size=16, hidden=16, conv_channels=8, layers=1,
+                        sample_rows=24, budget_minutes=2.0)
+
+
+@pytest.fixture(scope="module")
+def two_models(shared_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    for name in ("key", "palm_tree"):
+        shutil.copy(shared_data / "models" / f"{name}.gen.json", folder / f"{name}.gen.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def people(shared_data):
+    simplified = shared_data / "sketches" / "quickdraw" / "simplified"
+    return {name: [r.strokes for r in read_ndjson(simplified / f"{google}.ndjson")[0][:13]]
+            for name, google in (("key", "key"), ("palm_tree", "palm tree"))}
+
+
+@pytest.fixture(scope="module")
+def built(two_models, people, tmp_path_factory):
+    recognizer = build(model_files([two_models]), people, TINY, progress=False)
+    path = two_models / "recognizer.pt"
+    recognizer.save(path)
+    return path
+
+
+def test_a_guess_ranks_every_model_with_probabilities(built, two_models, people):
+    recognizer = load_for(model_files([two_models]))  # recognizer.pt beside the models: found by itself
+    assert recognizer is not None and recognizer.path == built
+    ranked = recognizer.guess(people["key"][0])
+    assert sorted(name for name, _ in ranked) == ["key", "palm_tree"]
+    assert ranked[0][1] >= ranked[1][1] and abs(sum(p for _, p in ranked) - 1) < 1e-5
+    polylines = [np.cumsum(people["key"][0][:, :2], 0) * 3.0]  # any units, as a page sends them
+    assert [name for name, _ in recognizer.guess(polylines)] != []
+
+
+def test_a_recognizer_for_other_models_is_refused_naming_the_difference(built, two_models, shared_data, tmp_path):
+    other = tmp_path / "models"
+    other.mkdir()
+    shutil.copy(two_models / "key.gen.json", other / "key.gen.json")
+    shutil.copy(shared_data / "models" / "bird.gen.json", other / "bird.gen.json")
+    with pytest.raises(ValueError, match="built for other models.*bird, palm_tree"):
+        load_for(model_files([other]), built)
+    assert main(["serve", "--model", str(other), "--recognizer", str(built), "--workers", "1"]) == 2
+    # The same name with other weights is another model too.
+    (other / "bird.gen.json").unlink()
+    shutil.copy(shared_data / "models" / "dog.gen.json", other / "palm_tree.gen.json")
+    with pytest.raises(ValueError, match="palm_tree"):
+        load_for(model_files([other]), built)
+
+
+def test_a_recognizer_file_holds_only_tensors_and_plain_data(built):
+    import torch
+
+    saved = torch.load(built, weights_only=True)
+    assert saved["names"] == ["key", "palm_tree"] and set(saved["sha256"]) == {"key", "palm_tree"}
+    assert isinstance(Recognizer.load(built), Recognizer)
+
+
+def test_guess_command_prints_the_top_guesses(built, two_models, capsys):
+    assert main(["guess", "data/examples/bird.json", "--models", str(two_models)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    shares = [float(line.split()[1].rstrip("%")) for line in out[:2]]
+    assert {line.split()[0] for line in out[:2]} == {"key", "palm_tree"} and "recognizer" in out[-1]
+    assert shares[0] >= shares[1] and abs(sum(shares) - 100) < 0.2
