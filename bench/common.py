@@ -24,15 +24,17 @@ def health(port: int, token: str | None = None) -> dict:
 
 
 @contextmanager
-def serving(*flags: str, port: int | None = None, token: str | None = None, log=subprocess.DEVNULL):
-    """Yields (port, process) of a running server started with ``flags`` (and ``--token``)."""
+def serving(*flags: str, port: int | None = None, token: str | None = None, log=subprocess.DEVNULL,
+            wait: float = 300):
+    """Yields (port, process) of a running server started with ``flags`` (and ``--token``), once
+    every worker answers (or ``wait`` seconds have passed)."""
     port = port or free_port()
     flags = (*flags, "--token", token) if token is not None else flags
     server = subprocess.Popen([sys.executable, "-m", "sketchrnn", "serve", "--port", str(port), *flags],
                               stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log)
     try:
-        seen, workers = set(), 1
-        for _ in range(600):  # until every worker process answers (serve --workers)
+        seen, workers, deadline = set(), 1, time.monotonic() + wait
+        while time.monotonic() < deadline:  # until every worker process answers (serve --workers)
             try:
                 h = health(port, token)
                 seen.add(h["worker"])

@@ -15,9 +15,10 @@ from sketchrnn.core import distributed
 from sketchrnn.data import SketchSet, load_sketches
 from sketchrnn.drawing_input import prepare_for
 from sketchrnn.latent import encode, slerp
+from sketchrnn.recognizer import load_for
 from sketchrnn.render import render_grid
 from sketchrnn.sampler import Request, Settings, complete, sample
-from sketchrnn.scoring import guess_model
+from sketchrnn.scoring import likelihood_guess
 from sketchrnn.strokes import SPLITS, StrokeFormatError, read_drawing, stroke3_to_polylines
 from sketchrnn.train import SketchTrainConfig, evaluate_nll, train_sketch_model
 
@@ -67,11 +68,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_complete(args: argparse.Namespace) -> int:
     partial = read_drawing(args.input, args.index)
     if args.model == "auto":
-        candidates = load_catalog(model_files(args.candidates or [DEFAULT_MODEL]))
-        name, scores = guess_model(candidates, stroke3_to_polylines(partial))
-        ranked = ", ".join(f"{n} {v:.2f}" for n, v in sorted(scores.items(), key=lambda item: item[1]))
-        print(f"looks like: {name} (NLL per point, drawing units: {ranked})")
-        loaded = candidates[name]
+        files = model_files(args.candidates or [DEFAULT_MODEL])
+        candidates, recognizer = load_catalog(files), load_for(files)
+        polylines = stroke3_to_polylines(partial)
+        ranked = recognizer.guess(polylines) if recognizer is not None else likelihood_guess(candidates, polylines)
+        how = "recognizer" if recognizer is not None else "the models' likelihoods"
+        print(f"looks like: {ranked[0][0]} ({how}: {', '.join(f'{n} {p:.0%}' for n, p in ranked[:4])})")
+        loaded = candidates[ranked[0][0]]
     else:
         loaded = load_model(args.model)
     prefix, scale = prepare_for(loaded, stroke3_to_polylines(partial), args.scale)
