@@ -59,7 +59,7 @@ def import_gen_json(path: str | Path) -> LoadedModel:
     hidden = w_hh.shape[0]
     mixtures = (out_b.shape[0] - 3) // 6
     config = SketchRNNConfig(mode="decoder", cell="lstm", hidden=hidden, mixtures=mixtures, dropout=0.0)
-    model = SketchRNN(config)
+    model = SketchRNN.to_load(config)
 
     def to_torch_order(blocks):
         # Their gate blocks run (i, g, f, o) along the last axis; ours (i, f, g, o) along the first.
@@ -89,7 +89,7 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
         return import_gen_json(path)
     try:
         ckpt = load_checkpoint(path, "sketch")
-        model = SketchRNN(SketchRNNConfig(**ckpt["config"]))
+        model = SketchRNN.to_load(SketchRNNConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])
         name = path.parent.name if path.stem in ("best", "last") else path.stem
         return LoadedModel(model.eval(), float(ckpt["scale_factor"]), list(ckpt["classes"]), name,

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from sketchrnn.catalog import RECOGNIZER_FILE
 from sketchrnn.checkpoints import load_model
+from sketchrnn.core.engine import option
 from sketchrnn.core.layers import RecurrentStack, reverse_padded
 from sketchrnn.data import drop_points
 from sketchrnn.drawing_input import FRAME
@@ -29,13 +30,18 @@ OFFSET_UNIT = 32.0  # frame units per feature unit: offsets of simplified drawin
 
 @dataclass
 class RecognizerConfig:
+    """How ``sketchrnn recognizer build`` trains (a field with a help is also a flag)."""
+
     # data
-    samples_per_model: int = 1000  # decoder drawings per model: ~7 ms each to sample and simplify
-    temperature_low: float = 0.5  # sampling temperatures drawn uniformly in [low, high]: people's drawings
-    temperature_high: float = 1.0  # vary more than low-temperature samples (0.3-0.9 did worse on halves)
+    samples_per_model: int = option(1000, "drawings sampled from each model (~7 ms each to sample and simplify)")
+    # Sampling temperatures are drawn uniformly in [low, high]: people's drawings vary more than
+    # low-temperature samples (0.3-0.9 recognised fewer half-drawings than 0.5-1.0).
+    temperature_low: float = 0.5
+    temperature_high: float = 1.0
     sample_rows: int = 192  # decoder rows stepped together; a finished row is refilled at once
     max_points: int = 200  # longer drawings keep their first 200 simplified points (the classes show by then)
-    real_fraction: float = 0.3  # share of people's drawings in a batch: few, but the target distribution
+    real_fraction: float = option(0.3, "share of people's drawings (--drawings) in a batch: few, but the "
+                                       "drawings guesses are about")
     # augmentation, redrawn every batch
     prefix_prob: float = 0.5  # a drawing is cut to a random prefix this often: guesses come mid-drawing
     prefix_min: float = 0.3  # shortest prefix, as a fraction of the drawing's points
@@ -48,18 +54,18 @@ class RecognizerConfig:
     conv_channels: int = 64  # 1-D convolutions before the RNN see local shape (corners, curls); 0: none
     conv_kernel: int = 5
     conv_stride: int = 2  # the second convolution halves the sequence: the RNN's steps are its cost
-    hidden: int = 128  # per direction
+    hidden: int = option(128, "GRU units per direction")
     layers: int = 2
     dropout: float = 0.2  # between layers and before the head
     # optimisation
     batch_size: int = 128
-    steps: int = 1500  # at most (the time budget may end training first): ~7 min on one idle thread
+    steps: int = option(1500, "training steps at most (--minutes may end training first); ~7 min on one idle core")
     lr: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1  # decoder drawings are noisy labels of people's drawings
-    budget_minutes: float = 18.0  # the whole build, sampling included; training is cut to fit
-    threads: int = 1  # torch and BLAS threads for the build
-    seed: int = 0
+    minutes: float = option(18.0, "the whole build, sampling included: training is cut to fit")
+    threads: int = option(1, "torch and BLAS threads for the build")
+    seed: int = option(0, "seeds sampling, augmentation and initialisation")
 
 
 # --- Input pipeline: the same for training and for a guess ---------------------------------------
@@ -268,7 +274,8 @@ def build(model_paths: dict[str, str | Path], drawings: dict[str, list] | None =
         share = cfg.real_fraction if pools[1] else 0.0
         net = StrokeClassifier(cfg, len(names))
         optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        budget = cfg.budget_minutes * 60 - (time.monotonic() - start)  # what sampling left for training
+        # What sampling left for training; at least a minute, so an overrun still yields a classifier.
+        budget = max(60.0, cfg.minutes * 60 - (time.monotonic() - start))
         train_start, queue = time.monotonic(), []
         bar = tqdm(total=cfg.steps, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
         for step in range(cfg.steps):

@@ -13,7 +13,7 @@ from sketchrnn.strokes import read_ndjson
 
 # A build in seconds, not minutes: the tests check the plumbing, bench/recognizer.py the accuracy.
 TINY = RecognizerConfig(samples_per_model=12, steps=30, batch_size=16, hidden=16, conv_channels=8, layers=1,
-                        sample_rows=24, budget_minutes=2.0)
+                        sample_rows=24, minutes=2.0)
 
 
 @pytest.fixture(scope="module")
