@@ -55,6 +55,20 @@ def _worker(target: Callable, supervisor: int, *args) -> None:
     target(*args)
 
 
+def _stop_all(workers: dict[int, multiprocessing.Process]) -> None:
+    """SIGTERM to every worker (each drains: its streams get done, its connections 1001), then
+    SIGKILL to any still running after STOP_SECONDS."""
+    for process in workers.values():
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in workers.values():
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def supervise(count: int, target: Callable, args: tuple) -> int:
     """Run ``target(*args, index, count, ready)`` in ``count`` processes until SIGINT or SIGTERM;
     each sets ``ready`` once it listens. Returns the exit status: 0 after a clean stop, 1 when a
@@ -118,14 +132,6 @@ def supervise(count: int, target: Callable, args: tuple) -> int:
                 workers[index] = restarted[0]
         return status
     finally:
-        for process in workers.values():  # each drains: its streams get done, its connections 1001
-            if process.is_alive():
-                process.terminate()
-        deadline = time.monotonic() + STOP_SECONDS
-        for process in workers.values():
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
+        _stop_all(workers)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

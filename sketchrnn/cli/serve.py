@@ -99,13 +99,10 @@ def add_commands(commands) -> None:
     sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
                                                  "(default: this server and localhost, and none)")
-    # Measured on 2 cores (BENCHMARKS.md): 2 processes serve 100 clients at 14,200 points/s, first
-    # point p99 58 ms, where one process serves 9,400 points/s, p99 99 ms (seeded load; with the
-    # browser's load and today's sampler, 2 processes: 13,700-15,900 points/s, p99 40-50 ms).
-    # Each process costs ~260 MB.
+    # One process per core: on 2 cores, 2 processes serve 1.5x the points/s of one (BENCHMARKS.md).
     sv.add_argument("--workers", type=int, default=default_workers(),
                     help="server processes sharing the port (SO_REUSEPORT), each with its own event loop, model "
-                         "thread and share of the cores, ~260 MB each; a dead one is restarted "
+                         "thread and share of the cores (memory: BENCHMARKS.md); a dead one is restarted "
                          "(default: the number of cores, here %(default)s)")
     sv.add_argument("--device", default="cpu", help="where the models step: cpu, cuda, cuda:1, or auto "
                                                      "(cuda where there is one) (default: cpu)")
