@@ -3,7 +3,11 @@ the typical extents learned, then kept in the cache), its memory per worker, and
 ``guess`` takes through the WebSocket (the recognizer beside the models if there is one, else the
 models' likelihoods).
 
-    python bench/catalog.py --models ../shared/data/models [--workers 1] [--guesses 200]
+    python bench/catalog.py --models DIR [--workers 1 2] [--guesses 100] [--cold]
+
+DIR should hold a recognizer.pt built for its models (`sketchrnn recognizer build`; its accuracy
+does not matter here, its size does), else the guesses are the models' likelihoods. ``--cold``
+first starts with an empty cache, to time learning the models' extents.
 """
 
 import argparse
@@ -45,26 +49,34 @@ async def time_guesses(port: int, strokes: list, count: int) -> list[float]:
     return took
 
 
+def start(models: str, workers: int, guesses: int) -> str:
+    began = time.monotonic()
+    with serving("--model", models, "--workers", str(workers)) as (port, server):
+        seconds = time.monotonic() - began
+        served = health(port)["models"]
+        mb = resident_mb(server.pid) / (workers + (workers > 1))  # the supervisor loads them too
+        line = f"--workers {workers}: {len(served)} models answer /healthz after {seconds:.1f} s, {mb:.0f} MB a process"
+        if guesses:
+            took = asyncio.run(time_guesses(port, drawings(served), guesses))
+            line += f"; guess p50 {percentile(took, 50):.1f} ms, p99 {percentile(took, 99):.1f} ms ({len(took)})"
+    return line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="../shared/data/models", help="a folder of models (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=1, help="serve --workers (default: 1)")
-    parser.add_argument("--guesses", type=int, default=200, help="guesses to time (default: 200)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="serve --workers (default: 1 2)")
+    parser.add_argument("--guesses", type=int, default=100, help="guesses to time (default: 100)")
+    parser.add_argument("--cold", action="store_true", help="first a start with an empty cache (extents learned)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["SKETCHRNN_CACHE"] = cache  # a fresh cache: the first start learns the extents
-        for start in ("first start (extents learned)", "second start (extents cached)"):
-            began = time.monotonic()
-            with serving("--model", args.models, "--workers", str(args.workers)) as (port, server):
-                seconds = time.monotonic() - began
-                served = health(port)["models"]
-                mb = resident_mb(server.pid) / (args.workers + (args.workers > 1))
-                print(f"{start}: {len(served)} models answer /healthz after {seconds:.1f} s; "
-                      f"{mb:.0f} MB per process")
-                if start.startswith("second"):
-                    took = asyncio.run(time_guesses(port, drawings(served), args.guesses))
-                    print(f"guess through the WebSocket over {len(served)} models: p50 {percentile(took, 50):.1f} ms, "
-                          f"p99 {percentile(took, 99):.1f} ms ({len(took)} guesses)")
+        os.environ["SKETCHRNN_CACHE"] = cache
+        if args.cold:
+            print("cold cache,", start(args.models, 1, 0))
+        for workers in args.workers:
+            if not (Path(cache) / "extents.json").exists():
+                start(args.models, 1, 0)  # learn and keep the extents: what every later start reads
+            print(start(args.models, workers, args.guesses))
 
 
 if __name__ == "__main__":
