@@ -4,7 +4,6 @@ files (importing and downloading those), and the default model the project ships
 import base64
 import json
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchrnn.core.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from sketchrnn.core.checkpoint import CheckpointError, atomic_file, load_checkpoint, save_atomic
 from sketchrnn.model import SketchRNN, SketchRNNConfig
 
 # data/models/sheep.pt in the repository, mapped into the package (pyproject.toml)
@@ -174,10 +173,8 @@ def export_gen_json(loaded: LoadedModel, path: str | Path) -> dict:
         blobs.append(base64.b64encode(quantised.tobytes()).decode("ascii"))
     info = {"mode": 2, "version": 6, "max_seq_len": loaded.max_len, "name": loaded.name,
             "scale_factor": round(loaded.scale_factor, 6)}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([info, [list(a.shape) for a in arrays], blobs]))
-    tmp.replace(path)
+    with atomic_file(path, "w") as f:
+        json.dump([info, [list(a.shape) for a in arrays], blobs], f)
     return {"weights": int(sum(a.size for a in arrays)), "clipped": clipped, "max_error": error}
 
 
@@ -188,17 +185,15 @@ def download_model(name: str, directory: str | Path, base_url: str = MAGENTA_MOD
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.gen.json"
     url = f"{base_url.rstrip('/')}/{urllib.request.quote(name)}.gen.json"
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+    with atomic_file(target) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 shutil.copyfileobj(response, tmp)
         except OSError as e:
-            Path(tmp.name).unlink(missing_ok=True)
             raise ModelFileError(f"{url}: download failed ({e})") from None
-    try:
-        import_gen_json(Path(tmp.name))
-    except ModelFileError as e:
-        Path(tmp.name).unlink(missing_ok=True)
-        raise ModelFileError(f"{url}: {e}") from None
-    Path(tmp.name).replace(target)
+        tmp.flush()
+        try:
+            import_gen_json(Path(tmp.name))
+        except ModelFileError as e:
+            raise ModelFileError(f"{url}: {e}") from None
     return target

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sketchrnn.core.checkpoint import atomic_file
+
 # No screen is this large: a coordinate or offset beyond it is a corrupt file or a forged
 # message, not a drawing (files and the server's messages alike).
 MAX_COORDINATE = 1e6
@@ -182,7 +184,8 @@ def write_npz(path: str | Path, splits: dict[str, list[np.ndarray]]) -> None:
         array[:] = [d.astype(np.int16 if whole else np.float32) for d in drawings]
         return array
 
-    np.savez_compressed(path, **{s: pack(splits.get(s, [])) for s in SPLITS})
+    with atomic_file(path) as f:
+        np.savez_compressed(f, **{s: pack(splits.get(s, [])) for s in SPLITS})
 
 
 def parse_ndjson_line(line: str, where: str, simplify: bool = True) -> Record:
@@ -247,7 +250,7 @@ def read_ndjson(path: str | Path, simplify: bool = True, skip_bad: bool = False)
 
 def write_ndjson(path: str | Path, records: list[Record], word: str | None = None) -> None:
     """Quick, Draw! simplified form: absolute integer coordinates aligned to a minimum of 0."""
-    with Path(path).open("w", encoding="utf-8") as f:
+    with atomic_file(path, "w") as f:
         for r in records:
             polylines = stroke3_to_polylines(r.strokes)
             low = np.concatenate(polylines).min(axis=0)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from sketchrnn.core import distributed
 from sketchrnn.core.checkpoint import (
     CheckpointError,
+    atomic_file,
     load_checkpoint,
     rank_seed,
     rng_state,
@@ -81,7 +82,8 @@ class Run:
         if self.group.main:
             if self.metrics.exists():  # rows logged after the checkpoint will be logged again
                 rows = [line for line in self.metrics.read_text().splitlines() if json.loads(line)["step"] <= p.step]
-                self.metrics.write_text("".join(row + "\n" for row in rows))
+                with atomic_file(self.metrics, "w") as f:
+                    f.write("".join(row + "\n" for row in rows))
             self.log = self.metrics.open("a")
         return p
 
