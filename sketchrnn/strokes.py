@@ -34,6 +34,7 @@ class Record:
     strokes: np.ndarray  # stroke-3, float32 (N, 3)
     key_id: str | None = None  # Quick, Draw!'s id, kept so conversions can carry it
     word: str | None = None  # Quick, Draw!'s class name for the drawing
+    split: str | None = None  # train/valid/test where the file says (our conversions do), else None
 
 
 def check_stroke3(s3: np.ndarray, where: str) -> np.ndarray:
@@ -63,8 +64,8 @@ def polylines_to_stroke3(strokes, where: str = "drawing") -> np.ndarray:
         points = np.asarray(stroke, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != 2:
             raise StrokeFormatError(f"{where}: stroke {i} is not a list of [x, y] points")
-        if len(points) < 2:
-            raise StrokeFormatError(f"{where}: stroke {i} has {len(points)} point(s); a stroke needs at least 2")
+        if len(points) == 0:  # one point is a dot: a stroke like any other
+            raise StrokeFormatError(f"{where}: stroke {i} has no points")
         parts.append(np.column_stack([points, np.zeros(len(points))]))
         parts[-1][-1, 2] = 1.0
     absolute = np.concatenate(parts)
@@ -222,8 +223,10 @@ def parse_ndjson_line(line: str, where: str, simplify: bool = True) -> Record:
         strokes.append(points)
     if raw and simplify:
         strokes = simplify_raw(strokes)
-    key = obj.get("key_id")
-    return Record(polylines_to_stroke3(strokes, where), None if key is None else str(key), obj.get("word"))
+    key, split = obj.get("key_id"), obj.get("split")
+    if split is not None and split not in SPLITS:
+        raise StrokeFormatError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
+    return Record(polylines_to_stroke3(strokes, where), None if key is None else str(key), obj.get("word"), split)
 
 
 def read_ndjson(path: str | Path, simplify: bool = True, skip_bad: bool = False) -> tuple[list[Record], int]:
@@ -249,7 +252,8 @@ def read_ndjson(path: str | Path, simplify: bool = True, skip_bad: bool = False)
 
 
 def write_ndjson(path: str | Path, records: list[Record], word: str | None = None) -> None:
-    """Quick, Draw! simplified form: absolute integer coordinates aligned to a minimum of 0."""
+    """Quick, Draw! simplified form: absolute integer coordinates aligned to a minimum of 0; a
+    record's split, where known, as a "split" field that reading honours."""
     with atomic_file(path, "w") as f:
         for r in records:
             polylines = stroke3_to_polylines(r.strokes)
@@ -258,6 +262,8 @@ def write_ndjson(path: str | Path, records: list[Record], word: str | None = Non
             obj = {"word": r.word or word}
             if r.key_id is not None:
                 obj["key_id"] = r.key_id
+            if r.split is not None:
+                obj["split"] = r.split
             obj["drawing"] = drawing
             f.write(json.dumps(obj, separators=(",", ":")) + "\n")
 

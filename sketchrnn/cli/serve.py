@@ -8,6 +8,7 @@ import sys
 import torch
 
 from sketchrnn.checkpoints import load_models
+from sketchrnn.cli import flags
 from sketchrnn.core.engine import resolve_device
 from sketchrnn.sampler import set_threads
 from sketchrnn.server.app import Limits, run
@@ -88,14 +89,14 @@ def add_commands(commands) -> None:
     sv.add_argument("--model", nargs="+", help="checkpoints, .gen.json files or folders of them "
                                                "(default: the shipped sheep model)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    sv.add_argument("--port", type=flags.port, default=8765, help="port (default: 8765)")
     sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
                                                  "(default: this server and localhost, and none)")
     # Measured on 2 cores (BENCHMARKS.md): 2 processes serve 100 clients at 14,200 points/s, first
     # point p99 58 ms, where one process serves 9,400 points/s, p99 99 ms (seeded load; with the
     # browser's load and today's sampler, 2 processes: 13,700-15,900 points/s, p99 40-50 ms).
     # Each process costs ~260 MB.
-    sv.add_argument("--workers", type=int, default=default_workers(),
+    sv.add_argument("--workers", type=flags.count(1024), default=default_workers(),
                     help="server processes sharing the port (SO_REUSEPORT), each with its own event loop, model "
                          "thread and share of the cores, ~260 MB each; a dead one is restarted "
                          "(default: the number of cores, here %(default)s)")
@@ -111,5 +112,6 @@ def add_commands(commands) -> None:
                               ("--max-connections", "max_connections", "concurrent connections"),
                               ("--max-batch", "max_batch", "alternatives stepped at once per model")):
         default = getattr(lim, field)
-        sv.add_argument(flag, type=type(default), default=default, help=f"{what} (default: {default:g})")
+        kind = flags.count(None) if isinstance(default, int) else flags.positive
+        sv.add_argument(flag, type=kind, default=default, help=f"{what} (default: {default:g})")
     sv.set_defaults(func=cmd_serve)
