@@ -86,7 +86,7 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     """Our checkpoint (.pt), a sketch-rnn-js .gen.json, or (None) the project's default model."""
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+        raise ModelFileError(f"{path}: {'a folder, not a model file' if path.is_dir() else 'no such model file'}")
     if path.name.endswith(".json"):
         return import_gen_json(path)
     try:

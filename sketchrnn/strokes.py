@@ -61,7 +61,10 @@ def polylines_to_stroke3(strokes, where: str = "drawing") -> np.ndarray:
         raise StrokeFormatError(f"{where}: empty drawing")
     parts = []
     for i, stroke in enumerate(strokes):
-        points = np.asarray(stroke, dtype=np.float64)
+        try:
+            points = np.asarray(stroke, dtype=np.float64)
+        except (TypeError, ValueError):  # text, objects or ragged lists where numbers belong
+            points = np.empty(0)
         if points.ndim != 2 or points.shape[1] != 2:
             raise StrokeFormatError(f"{where}: stroke {i} is not a list of [x, y] points")
         if len(points) == 0:  # one point is a dot: a stroke like any other
@@ -270,10 +273,13 @@ def write_ndjson(path: str | Path, records: list[Record], word: str | None = Non
 
 def read_drawing(path: str | Path, index: int = 0) -> np.ndarray:
     """One drawing as stroke-3 from: an ndjson file (line ``index``, 0-based, among drawings), a
-    JSON file of absolute polylines [[[x, y], ...], ...], or a JSON file of stroke-3 rows."""
+    JSON file of absolute polylines [[[x, y], ...], ...], a JSON file of stroke-3 rows, or the
+    JSON file ``sketchrnn complete --json`` writes (its "input")."""
     path = Path(path)
     if not path.is_file():
-        raise StrokeFormatError(f"{path}: no such file")
+        raise StrokeFormatError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+    if path.name.endswith(".gen.json"):
+        raise StrokeFormatError(f"{path}: a model file, not a drawing (--model takes it)")
     if path.suffix == ".ndjson":
         records, _ = read_ndjson(path)
         if not 0 <= index < len(records):
@@ -283,9 +289,19 @@ def read_drawing(path: str | Path, index: int = 0) -> np.ndarray:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StrokeFormatError(f"{path}: not JSON ({e})") from None
+    if isinstance(obj, dict) and "input" in obj:  # what `sketchrnn complete --json` writes: its input
+        obj = obj["input"]
     if isinstance(obj, dict) and "drawing" in obj:
         return parse_ndjson_line(json.dumps(obj), str(path)).strokes
     if (isinstance(obj, list) and obj
             and all(isinstance(r, list) and len(r) == 3 and not isinstance(r[0], list) for r in obj)):
-        return check_stroke3(np.array(obj, dtype=np.float32), str(path))
+        try:
+            return check_stroke3(np.array(obj, dtype=np.float32), str(path))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, StrokeFormatError):
+                raise
+            raise StrokeFormatError(f"{path}: stroke-3 rows [dx, dy, pen] must hold numbers") from None
+    if not isinstance(obj, list):
+        raise StrokeFormatError(f"{path}: expected polylines [[[x, y], ...], ...], stroke-3 rows or an ndjson "
+                                "drawing object")
     return polylines_to_stroke3(obj, str(path))

@@ -74,7 +74,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws){processes}; "
           "Ctrl-C stops", flush=True)
     if args.workers == 1:
-        asyncio.run(run(models, **_server_options(args)))
+        try:
+            asyncio.run(run(models, **_server_options(args)))
+        except OSError as e:  # the port: in use, or not ours to bind
+            raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     elif status := supervise(args.workers, serve_worker, (args,)):
         return status
     print("stopped")

@@ -6,6 +6,7 @@ import pickle
 import random
 import re
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     ``kind``, a checkpoint of another kind is refused by name."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        raise CheckpointError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is another kind of file
+        raise CheckpointError(f"{path}: not a checkpoint (torch.save's zip format)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
