@@ -233,11 +233,11 @@ def test_npz_to_ndjson_to_npz_keeps_drawings_dots_and_splits(sketches_dir, tmp_p
 
 def test_dots_are_drawings_everywhere(files, tmp_path, capsys):
     out = tmp_path / "c.svg"
-    assert main(["complete", "--input", str(files["dots.json"]), "--n", "1", "--seed", "1", "--max-points", "20",
-                 "--out", str(out), "--json", str(tmp_path / "c.json")]) == 0
+    fast = ["--n", "1", "--seed", "1", "--max-points", "20", "--scale", "5"]
+    assert main(["complete", "--input", str(files["dots.json"]), *fast, "--out", str(out),
+                 "--json", str(tmp_path / "c.json")]) == 0
     # the JSON complete writes reads back as an input
-    assert main(["complete", "--input", str(tmp_path / "c.json"), "--n", "1", "--seed", "1", "--max-points", "20",
-                 "--out", str(out)]) == 0
+    assert main(["complete", "--input", str(tmp_path / "c.json"), *fast, "--out", str(out)]) == 0
 
 
 # --- files are written whole or not at all -----------------------------------------------------
