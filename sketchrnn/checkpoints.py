@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchrnn.core.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from sketchrnn.core.checkpoint import CheckpointError, atomic_file, load_checkpoint, save_atomic
 from sketchrnn.model import SketchRNN, SketchRNNConfig
 
 # data/models/sheep.pt in the repository, mapped into the package (pyproject.toml)
@@ -84,7 +84,7 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     """Our checkpoint (.pt), a sketch-rnn-js .gen.json, or (None) the project's default model."""
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+        raise ModelFileError(f"{path}: {'a folder, not a model file' if path.is_dir() else 'no such model file'}")
     if path.name.endswith(".json"):
         return import_gen_json(path)
     try:
@@ -149,9 +149,7 @@ def export_gen_json(loaded: LoadedModel, path: str | Path) -> dict:
         blobs.append(base64.b64encode(quantised.tobytes()).decode("ascii"))
     info = {"mode": 2, "version": 6, "max_seq_len": loaded.max_len, "name": loaded.name,
             "scale_factor": round(loaded.scale_factor, 6)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([info, [list(a.shape) for a in arrays], blobs]))
-    tmp.replace(path)
+    with atomic_file(path, "w") as f:
+        json.dump([info, [list(a.shape) for a in arrays], blobs], f)
     return {"weights": int(sum(a.size for a in arrays)), "clipped": clipped, "max_error": error}
+

@@ -48,12 +48,13 @@ class SketchData:
 
 def read_drawings(path: Path, skip_bad: bool = False, simplify: bool = True):
     """A file's drawings in file order as (split or None, stroke-3, key id), and how many bad
-    ones were skipped. ``.npz`` names each drawing's split; ndjson leaves it to the caller."""
+    ones were skipped. ``.npz`` names each drawing's split; ndjson may (a "split" field, as our
+    conversions write), or leaves it to the caller (None)."""
     if not path.is_file():
-        raise StrokeFormatError(f"{path}: no such file")
+        raise StrokeFormatError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     if path.suffix == ".ndjson":
         records, skipped = read_ndjson(path, simplify=simplify, skip_bad=skip_bad)
-        return [(None, r.strokes, r.key_id) for r in records], skipped
+        return [(r.split, r.strokes, r.key_id) for r in records], skipped
     if path.suffix != ".npz":
         raise StrokeFormatError(f"{path}: unknown format {path.suffix!r}; expected .npz or .ndjson")
     found, skipped = [], 0

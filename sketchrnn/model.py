@@ -26,15 +26,20 @@ class SketchRNNConfig:
     mode: str = option("decoder", "decoder: unconditional, zero initial state; vae: conditioned on a latent z "
                        "of the drawing", choices=("decoder", "vae"))
     cell: str = option("lstm", "decoder cell (Magenta's default: lstm)", choices=("lstm", "layer_norm", "hyper", "gru"))
-    hidden: int = option(512, "decoder units (Magenta's dec_rnn_size)")
-    mixtures: int = option(20, "bivariate normals in the offset mixture (Magenta's num_mixture)")
-    dropout: float = option(0.1, "recurrent dropout on the candidate; Magenta keeps 0.9 of it")
-    encoder_hidden: int = option(256, "units per direction of the bidirectional LSTM encoder (vae only)")
-    z_size: int = option(128, "latent size (vae only)")
+    hidden: int = option(512, "decoder units (Magenta's dec_rnn_size)", minimum=1, maximum=8192)
+    mixtures: int = option(20, "bivariate normals in the offset mixture (Magenta's num_mixture)",
+                           minimum=1, maximum=1000)
+    dropout: float = option(0.1, "recurrent dropout on the candidate; Magenta keeps 0.9 of it", minimum=0, below=1)
+    encoder_hidden: int = option(256, "units per direction of the bidirectional LSTM encoder (vae only)",
+                                 minimum=1, maximum=8192)
+    z_size: int = option(128, "latent size (vae only)", minimum=1, maximum=8192)
 
     def __post_init__(self):
         if self.mode not in ("decoder", "vae"):
             raise ValueError(f"mode must be 'decoder' or 'vae', got {self.mode!r}")
+        if self.dropout and self.cell == "gru":
+            raise ValueError(f"--cell gru has no recurrent dropout (the LSTM family's); pass --dropout 0 "
+                             f"(it is {self.dropout})")
 
 
 @dataclass

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import svgwrite
 
+from sketchrnn.core.checkpoint import atomic_file
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 
 
@@ -81,6 +83,6 @@ def line_chart(
         dwg.add(dwg.line((left + pw + 12, ly), (left + pw + 36, ly), stroke=color, stroke_width=2,
                          stroke_dasharray="6,4" if s.dashed else "none"))
         dwg.add(dwg.text(s.label, insert=(left + pw + 42, ly + 4), **font))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    dwg.save()
+    with atomic_file(path, "w") as f:
+        dwg.write(f)
     return Path(path)

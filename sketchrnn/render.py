@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import svgwrite
 
+from sketchrnn.core.checkpoint import atomic_file
 from sketchrnn.strokes import stroke3_to_polylines
 
 USER_COLOR = "#222222"
@@ -78,6 +79,6 @@ def render_grid(
             group.add(dwg.text(titles[i], insert=(x0 + cell / 2, y0 + 13), text_anchor="middle",
                                font_size=11, font_family="sans-serif", fill="#555"))
         dwg.add(group)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    dwg.save()
+    with atomic_file(path, "w") as f:
+        dwg.write(f)
     return Path(path)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sketchrnn.core.checkpoint import atomic_file
+
 # No screen is this large: a coordinate or offset beyond it is a corrupt file or a forged
 # message, not a drawing (files and the server's messages alike).
 MAX_COORDINATE = 1e6
@@ -32,6 +34,7 @@ class Record:
     strokes: np.ndarray  # stroke-3, float32 (N, 3)
     key_id: str | None = None  # Quick, Draw!'s id, kept so conversions can carry it
     word: str | None = None  # Quick, Draw!'s class name for the drawing
+    split: str | None = None  # train/valid/test where the file says (our conversions do), else None
 
 
 def check_stroke3(s3: np.ndarray, where: str) -> np.ndarray:
@@ -58,11 +61,14 @@ def polylines_to_stroke3(strokes, where: str = "drawing") -> np.ndarray:
         raise StrokeFormatError(f"{where}: empty drawing")
     parts = []
     for i, stroke in enumerate(strokes):
-        points = np.asarray(stroke, dtype=np.float64)
+        try:
+            points = np.asarray(stroke, dtype=np.float64)
+        except (TypeError, ValueError):  # text, objects or ragged lists where numbers belong
+            points = np.empty(0)
         if points.ndim != 2 or points.shape[1] != 2:
             raise StrokeFormatError(f"{where}: stroke {i} is not a list of [x, y] points")
-        if len(points) < 2:
-            raise StrokeFormatError(f"{where}: stroke {i} has {len(points)} point(s); a stroke needs at least 2")
+        if len(points) == 0:  # one point is a dot: a stroke like any other
+            raise StrokeFormatError(f"{where}: stroke {i} has no points")
         parts.append(np.column_stack([points, np.zeros(len(points))]))
         parts[-1][-1, 2] = 1.0
     absolute = np.concatenate(parts)
@@ -182,7 +188,8 @@ def write_npz(path: str | Path, splits: dict[str, list[np.ndarray]]) -> None:
         array[:] = [d.astype(np.int16 if whole else np.float32) for d in drawings]
         return array
 
-    np.savez_compressed(path, **{s: pack(splits.get(s, [])) for s in SPLITS})
+    with atomic_file(path) as f:
+        np.savez_compressed(f, **{s: pack(splits.get(s, [])) for s in SPLITS})
 
 
 def parse_ndjson_line(line: str, where: str, simplify: bool = True) -> Record:
@@ -219,8 +226,10 @@ def parse_ndjson_line(line: str, where: str, simplify: bool = True) -> Record:
         strokes.append(points)
     if raw and simplify:
         strokes = simplify_raw(strokes)
-    key = obj.get("key_id")
-    return Record(polylines_to_stroke3(strokes, where), None if key is None else str(key), obj.get("word"))
+    key, split = obj.get("key_id"), obj.get("split")
+    if split is not None and split not in SPLITS:
+        raise StrokeFormatError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
+    return Record(polylines_to_stroke3(strokes, where), None if key is None else str(key), obj.get("word"), split)
 
 
 def read_ndjson(path: str | Path, simplify: bool = True, skip_bad: bool = False) -> tuple[list[Record], int]:
@@ -246,8 +255,9 @@ def read_ndjson(path: str | Path, simplify: bool = True, skip_bad: bool = False)
 
 
 def write_ndjson(path: str | Path, records: list[Record], word: str | None = None) -> None:
-    """Quick, Draw! simplified form: absolute integer coordinates aligned to a minimum of 0."""
-    with Path(path).open("w", encoding="utf-8") as f:
+    """Quick, Draw! simplified form: absolute integer coordinates aligned to a minimum of 0; a
+    record's split, where known, as a "split" field that reading honours."""
+    with atomic_file(path, "w") as f:
         for r in records:
             polylines = stroke3_to_polylines(r.strokes)
             low = np.concatenate(polylines).min(axis=0)
@@ -255,16 +265,21 @@ def write_ndjson(path: str | Path, records: list[Record], word: str | None = Non
             obj = {"word": r.word or word}
             if r.key_id is not None:
                 obj["key_id"] = r.key_id
+            if r.split is not None:
+                obj["split"] = r.split
             obj["drawing"] = drawing
             f.write(json.dumps(obj, separators=(",", ":")) + "\n")
 
 
 def read_drawing(path: str | Path, index: int = 0) -> np.ndarray:
     """One drawing as stroke-3 from: an ndjson file (line ``index``, 0-based, among drawings), a
-    JSON file of absolute polylines [[[x, y], ...], ...], or a JSON file of stroke-3 rows."""
+    JSON file of absolute polylines [[[x, y], ...], ...], a JSON file of stroke-3 rows, or the
+    JSON file ``sketchrnn complete --json`` writes (its "input")."""
     path = Path(path)
     if not path.is_file():
-        raise StrokeFormatError(f"{path}: no such file")
+        raise StrokeFormatError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+    if path.name.endswith(".gen.json"):
+        raise StrokeFormatError(f"{path}: a model file, not a drawing (--model takes it)")
     if path.suffix == ".ndjson":
         records, _ = read_ndjson(path)
         if not 0 <= index < len(records):
@@ -274,9 +289,19 @@ def read_drawing(path: str | Path, index: int = 0) -> np.ndarray:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StrokeFormatError(f"{path}: not JSON ({e})") from None
+    if isinstance(obj, dict) and "input" in obj:  # what `sketchrnn complete --json` writes: its input
+        obj = obj["input"]
     if isinstance(obj, dict) and "drawing" in obj:
         return parse_ndjson_line(json.dumps(obj), str(path)).strokes
     if (isinstance(obj, list) and obj
             and all(isinstance(r, list) and len(r) == 3 and not isinstance(r[0], list) for r in obj)):
-        return check_stroke3(np.array(obj, dtype=np.float32), str(path))
+        try:
+            return check_stroke3(np.array(obj, dtype=np.float32), str(path))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, StrokeFormatError):
+                raise
+            raise StrokeFormatError(f"{path}: stroke-3 rows [dx, dy, pen] must hold numbers") from None
+    if not isinstance(obj, list):
+        raise StrokeFormatError(f"{path}: expected polylines [[[x, y], ...], ...], stroke-3 rows or an ndjson "
+                                "drawing object")
     return polylines_to_stroke3(obj, str(path))

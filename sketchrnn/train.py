@@ -1,6 +1,7 @@
 """Training and evaluating a Sketch-RNN model on stroke files, on the core BPTT engine."""
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 
 from sketchrnn.core import distributed
 from sketchrnn.core.engine import TrainConfig, exponential_anneal, map_state, option, train
+from sketchrnn.core.run import check_run_folder
 from sketchrnn.data import (
     Batcher,
     SketchSet,
@@ -36,14 +38,16 @@ class SketchTrainConfig:
 
     model: SketchRNNConfig = field(default_factory=SketchRNNConfig)
     engine: TrainConfig = field(default_factory=magenta_engine)
-    batch_size: int = option(100, "drawings per step (Magenta's; large enough for stable Adam steps)")
-    random_scale: float = option(0.15, "stretch x and y independently by up to this fraction")
-    drop_prob: float = option(0.1, "point dropping: the model sees each shape at several resolutions")
-    kl_weight: float = option(0.5, "final KL weight (vae); 0.5 trades reconstruction for a smooth z")
-    kl_weight_start: float = option(0.01, "KL weight at step 0: learn to reconstruct first")
-    kl_decay_rate: float = option(0.99995, "R in w = w_max - (w_max - w_start) R^step")
-    kl_tolerance: float = option(0.2, "free bits: KL below this per z dimension costs nothing")
-    max_len: int = option(250, "longest drawing trained on, in points (Magenta's max_seq_len for sheep)")
+    batch_size: int = option(100, "drawings per step (Magenta's; large enough for stable Adam steps)",
+                             minimum=1, maximum=100_000)
+    random_scale: float = option(0.15, "stretch x and y independently by up to this fraction", minimum=0, below=1)
+    drop_prob: float = option(0.1, "point dropping: the model sees each shape at several resolutions",
+                              minimum=0, maximum=1)
+    kl_weight: float = option(0.5, "final KL weight (vae); 0.5 trades reconstruction for a smooth z", minimum=0)
+    kl_weight_start: float = option(0.01, "KL weight at step 0: learn to reconstruct first", minimum=0)
+    kl_decay_rate: float = option(0.99995, "R in w = w_max - (w_max - w_start) R^step", minimum=0, maximum=1)
+    kl_tolerance: float = option(0.2, "free bits: KL below this per z dimension costs nothing", minimum=0)
+    max_len: int = option(250, "longest drawing trained on, in points (Magenta's max_seq_len for sheep)", minimum=2)
     overlong: str = option("drop", "what to do with longer drawings: drop (Magenta) or truncate",
                            choices=("drop", "truncate"))
     bucket: bool = option(True, "batch drawings of similar lengths: a fraction of the padding of random batches")
@@ -83,18 +87,25 @@ def evaluate_nll(model: SketchRNN, scale: float, sketches: SketchSet, batch_size
     return result
 
 
-def learning_curve(metrics_path: Path, out: Path) -> Path:
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()]
-    train_rows = [r for r in rows if r["split"] == "train"]
+def learning_curve(metrics_path: Path, out: Path) -> Path | None:
+    """The run's losses as SVG; None, and no file, where it has none yet (stopped before the first
+    log row: Ctrl-C or SIGTERM early in training)."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    train_rows = [r for r in rows if r["split"] == "train" and math.isfinite(r["loss"])]
     valid_rows = [r for r in rows if r["split"] == "valid"]
+    if not train_rows and not valid_rows:
+        return None
     series = [Series("train loss", [r["step"] for r in train_rows], [r["loss"] for r in train_rows]),
               Series("valid NLL per point", [r["step"] for r in valid_rows], [r["nll"] for r in valid_rows])]
     return line_chart(series, out, "Learning curve", "step", "nats")
 
 
 def train_sketch_model(data_paths: list[str], out_dir: str | Path, cfg: SketchTrainConfig, resume: bool = False,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, overwrite: bool = False) -> dict:
+    """Train on stroke files into the run folder ``out_dir``; one that holds a run is continued
+    (``resume``: the same data and model, or a refusal) or started over (``overwrite``)."""
     out_dir, seed = Path(out_dir), cfg.engine.seed
+    check_run_folder(out_dir, resume, overwrite)
     data = load_sketches(data_paths, seed=seed)
     train_set, dropped = cap_length(data.splits["train"], cfg.max_len, cfg.overlong)
     valid_set, _ = cap_length(data.splits["valid"], cfg.max_len, cfg.overlong)
@@ -123,7 +134,8 @@ def train_sketch_model(data_paths: list[str], out_dir: str | Path, cfg: SketchTr
     summary = train(
         model, cfg.engine, out_dir, kind="sketch", config=asdict(cfg.model), batch_fn=batcher.batch,
         loss_fn=loss_fn, evaluate=evaluate, after_eval=after_eval,
-        extras={"scale_factor": scale, "classes": data.classes, "max_len": cfg.max_len, "train_config": asdict(cfg)},
+        extras={"scale_factor": scale, "classes": data.classes, "max_len": cfg.max_len, "train_config": asdict(cfg),
+                "data": [Path(p).name for p in data_paths]},
         resume=resume, progress=progress, shard_batch=shard_strokes,
     )
     if main:

@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     except (StrokeFormatError, ModelFileError, ValueError) as e:  # TextError, CheckpointError: ValueErrors
         print(f"sketchrnn: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the command could not read or write: its name and the reason
+        print(f"sketchrnn: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("sketchrnn: error: out of memory; ask for less (fewer or shorter drawings, a smaller model)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # a second Ctrl-C during training: stop at once, no traceback
         print("sketchrnn: interrupted", file=sys.stderr)
         return 130

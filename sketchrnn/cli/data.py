@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sketchrnn.catalog import QUICKDRAW_URL, download_drawings
+from sketchrnn.cli import flags
 from sketchrnn.data import load_sketches, scale_factor
 from sketchrnn.render import render_grid
 from sketchrnn.strokes import SPLITS, Record, StrokeFormatError, write_ndjson, write_npz
@@ -42,24 +43,25 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    data = _load(args)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix not in (".npz", ".ndjson"):
+        raise StrokeFormatError(f"{out}: unknown output format {out.suffix!r}; use .npz or .ndjson")
+    flags.check_output(out, args.files)
+    data = _load(args)
     splits = SPLITS if args.split == "all" else (args.split,)
     if out.suffix == ".npz":
         write_npz(out, {s: data.splits[s].drawings if s in splits else [] for s in SPLITS})
     elif out.suffix == ".ndjson":
-        records = [Record(d, k, data.classes[label]) for s in splits
+        records = [Record(d, k, data.classes[label], s) for s in splits
                    for d, label, k in zip(data.splits[s].drawings, data.splits[s].labels, data.splits[s].key_ids)]
         write_ndjson(out, records)
-    else:
-        raise StrokeFormatError(f"{out}: unknown output format {out.suffix!r}; use .npz or .ndjson")
     total = sum(len(data.splits[s]) for s in splits)
     print(f"wrote {total} drawings to {out}")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    flags.check_output(args.out, args.files)
     data = _load(args)
     sketches = data.splits[args.split]
     if len(sketches) == 0:
@@ -89,7 +91,8 @@ def add_commands(commands) -> None:
         sub.add_argument("files", nargs="+", metavar="FILE", help=".npz or .ndjson files, one class each")
         sub.add_argument("--skip-bad", action="store_true",
                          help="skip and count bad drawings instead of stopping at the first")
-        sub.add_argument("--seed", type=int, default=0, help="seed of the ndjson train/valid/test split (default: 0)")
+        sub.add_argument("--seed", type=flags.seed, default=0,
+                         help="seed of the ndjson train/valid/test split (default: 0)")
 
     info = actions.add_parser("info", help="counts, lengths and scale factor per split and class")
     stroke_files(info)
@@ -108,7 +111,7 @@ def add_commands(commands) -> None:
 
     render = actions.add_parser("render", help="a grid of drawings as SVG")
     stroke_files(render)
-    render.add_argument("--n", type=int, default=16, help="how many drawings (default: 16)")
+    render.add_argument("--n", type=flags.count(), default=16, help="how many drawings (default: 16)")
     render.add_argument("--split", choices=SPLITS, default="test", help="which split to draw from (default: test)")
     render.add_argument("--out", default="grid.svg", help="SVG file to write (default: grid.svg)")
     render.set_defaults(func=cmd_render)

@@ -5,6 +5,7 @@ import itertools
 import json
 from pathlib import Path
 
+from sketchrnn.cli import flags
 from sketchrnn.cli.flags import add_config_flags, config_from_args
 from sketchrnn.core import CELLS
 from sketchrnn.experiments.long_range import AddingConfig, decay_per_step, gradient_flow, run_adding_task
@@ -14,7 +15,7 @@ from sketchrnn.plot import PALETTE, Series, line_chart
 def cmd_adding_task(args: argparse.Namespace) -> int:
     cfg = config_from_args(AddingConfig(), args)
     out = Path(args.out or f"runs/adding-{cfg.cell}-T{cfg.length}")
-    _, summary = run_adding_task(cfg, out, resume=args.resume, progress=not args.quiet)
+    _, summary = run_adding_task(cfg, out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     verdict = "solved (MSE < 0.01)" if summary["solved"] else "not solved"
     if summary["status"] != "budget":
         verdict += f"; run {summary['status']}, continue it with --resume"
@@ -32,6 +33,7 @@ def cmd_gradient_flow(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"--cells: unknown cell(s) {', '.join(unknown)}; choose from {', '.join(CELLS)}")
     out = Path(args.out)
+    flags.check_output(out, [])
     results = gradient_flow(cells, args.steps, args.hidden, args.train_steps, out.with_suffix(""),
                             seed=args.seed, progress=not args.quiet)
     lags = list(range(args.steps))
@@ -64,6 +66,7 @@ def add_commands(commands) -> None:
     add_config_flags(adding, AddingConfig())
     adding.add_argument("--out", help="run folder for checkpoints and metrics (default: runs/adding-CELL-TLENGTH)")
     adding.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    adding.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a run")
     adding.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     adding.add_argument("--quiet", action="store_true", help="no progress bar")
     adding.set_defaults(func=cmd_adding_task)
@@ -72,11 +75,12 @@ def add_commands(commands) -> None:
                                   description="Plot |dLoss/dh_t| against the lag, at initialisation and "
                                               "after a little adding-task training, one line per cell.")
     flow.add_argument("--cells", default="rnn,gru,lstm", help="comma-separated cells (default: rnn,gru,lstm)")
-    flow.add_argument("--steps", type=int, default=100, help="sequence length, i.e. the largest lag (default: 100)")
-    flow.add_argument("--hidden", type=int, default=128, help="hidden units (default: 128)")
-    flow.add_argument("--train-steps", type=int, default=300,
+    flow.add_argument("--steps", type=flags.ranged(int, minimum=2, maximum=10_000),
+                      default=100, help="sequence length, i.e. the largest lag (default: 100)")
+    flow.add_argument("--hidden", type=flags.count(8192), default=128, help="hidden units (default: 128)")
+    flow.add_argument("--train-steps", type=flags.count(None), default=300,
                       help="adding-task steps before the second measurement (default: 300)")
-    flow.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    flow.add_argument("--seed", type=flags.seed, default=0, help="random seed (default: 0)")
     flow.add_argument("--out", default="flow.svg", help="SVG file to write (default: flow.svg); "
                                                         "training runs go in a folder beside it")
     flow.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -8,6 +8,7 @@ import sys
 import torch
 
 from sketchrnn.catalog import default_model_files, load_catalog, model_files
+from sketchrnn.cli import flags
 from sketchrnn.core.engine import resolve_device
 from sketchrnn.recognizer import Recognizer, load_for
 from sketchrnn.sampler import set_threads
@@ -80,7 +81,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (WebSocket at /ws){processes}{guesses}; "
           "Ctrl-C stops", flush=True)
     if args.workers == 1:
-        asyncio.run(run(models, **_server_options(args), recognizer=recognizer))
+        try:
+            asyncio.run(run(models, **_server_options(args), recognizer=recognizer))
+        except OSError as e:  # the port: in use, or not ours to bind
+            raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     elif status := supervise(args.workers, serve_worker, (args,)):
         return status
     print("stopped")
@@ -96,11 +100,11 @@ def add_commands(commands) -> None:
                                                "its file (palm_tree.gen.json: palm_tree) (default: the shipped "
                                                "sheep model and every model in the cache, see `sketchrnn models`)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    sv.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    sv.add_argument("--port", type=flags.port, default=8765, help="port (default: 8765)")
     sv.add_argument("--origins", nargs="+", help="allowed Origin headers; 'none' admits clients without one "
                                                  "(default: this server and localhost, and none)")
     # One process per core: on 2 cores, 2 processes serve 1.5x the points/s of one (BENCHMARKS.md).
-    sv.add_argument("--workers", type=int, default=default_workers(),
+    sv.add_argument("--workers", type=flags.count(1024), default=default_workers(),
                     help="server processes sharing the port (SO_REUSEPORT), each with its own event loop, model "
                          "thread and share of the cores (memory: BENCHMARKS.md); a dead one is restarted "
                          "(default: the number of cores, here %(default)s)")
@@ -126,5 +130,6 @@ def add_commands(commands) -> None:
                               ("--start-budget", "start_budget", "seconds within which a request must be able to draw "
                                                                  "its first point, else it is answered busy")):
         default = getattr(lim, field)
-        sv.add_argument(flag, type=type(default), default=default, help=f"{what} (default: {default:g})")
+        kind = flags.count(None) if isinstance(default, int) else flags.positive
+        sv.add_argument(flag, type=kind, default=default, help=f"{what} (default: {default:g})")
     sv.set_defaults(func=cmd_serve)

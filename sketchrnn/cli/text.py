@@ -5,6 +5,7 @@ import json
 import math
 import sys
 
+from sketchrnn.cli import flags
 from sketchrnn.cli.flags import add_config_flags, config_from_args, json_line
 from sketchrnn.core import distributed
 from sketchrnn.text import (
@@ -21,7 +22,7 @@ from sketchrnn.text import (
 
 def cmd_train(args: argparse.Namespace) -> int:
     summary = train_text_model(args.data, args.out, config_from_args(TextTrainConfig(), args), args.resume,
-                               progress=not args.quiet)
+                               progress=not args.quiet, overwrite=args.overwrite)
     if args.quiet and distributed.current().main:
         print(json_line(summary))
     return 0
@@ -62,17 +63,21 @@ def add_commands(commands) -> None:
     tt.add_argument("--data", required=True, help="UTF-8 text file")
     tt.add_argument("--out", required=True, help="run folder: checkpoints and metrics")
     add_config_flags(tt, TextTrainConfig())
-    tt.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tt.add_argument("--resume", action="store_true", help="continue the run in --out (same file and model, or it "
+                                                          "refuses)")
+    tt.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a run, "
+                                                             "replacing its checkpoints and metrics")
     tt.add_argument("--quiet", action="store_true", help="no progress bar; print the summary as JSON")
     tt.set_defaults(func=cmd_train)
 
     ts = actions.add_parser("sample", help="stream generated text to stdout")
     ts.add_argument("--model", required=True, help="a text model checkpoint (best.pt)")
     ts.add_argument("--prime", default="", help="text to continue, read in one pass (default: none)")
-    ts.add_argument("--length", type=int, default=500, help="symbols to generate (default: 500)")
-    ts.add_argument("--temperature", type=float, default=0.8, help="randomness (default: 0.8)")
-    ts.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest only; 0 = all (default: 0)")
-    ts.add_argument("--seed", type=int, help="random seed for repeatable text")
+    ts.add_argument("--length", type=flags.count(None), default=500, help="symbols to generate (default: 500)")
+    ts.add_argument("--temperature", type=flags.positive, default=0.8, help="randomness (default: 0.8)")
+    ts.add_argument("--top-k", type=flags.ranged(int, minimum=0), default=0,
+                    help="sample among the k likeliest only; 0 = all (default: 0)")
+    ts.add_argument("--seed", type=flags.seed, help="random seed for repeatable text")
     ts.set_defaults(func=cmd_sample)
 
     te = actions.add_parser("eval", help="nats per symbol on a file, state carried through")

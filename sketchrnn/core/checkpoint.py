@@ -6,6 +6,8 @@ import pickle
 import random
 import re
 import tempfile
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +15,36 @@ import numpy as np
 import torch
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: a crash mid-write leaves the
-    previous checkpoint intact, never a truncated one."""
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "wb"):
+    """A file object to write ``path`` through: the writing goes to a temp file in the same
+    folder, renamed over ``path`` only when the block ends without an error, so an interrupted
+    or failed write leaves the previous file intact (or none), never a truncated one. Every file
+    the package writes goes through here."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "a folder, not a file", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make checkpoints private
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the file private
+        os.close(fd)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:  # f.name: the temp file
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save through ``atomic_file``: a crash mid-write leaves the previous checkpoint intact."""
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 class CheckpointError(ValueError):
@@ -42,7 +57,9 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     ``kind``, a checkpoint of another kind is refused by name."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+        raise CheckpointError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is another kind of file
+        raise CheckpointError(f"{path}: not a checkpoint (torch.save's zip format)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -45,24 +45,29 @@ class TrainConfig:
     """What the engine needs to run any model; each model's config composes one, with its own
     defaults (Magenta's for Sketch-RNN, the 5-minute recipe for text)."""
 
-    steps: int = option(10_000, "stop after this many optimizer steps in all; 0: no step limit")
-    minutes: float = option(0.0, "stop after this many minutes of this invocation; 0: no time limit")
-    lr: float = option(1e-3, "Adam learning rate at step 0")
-    lr_decay: float = option(1.0, "per-step decay of (lr - min_lr) toward --min-lr; 1.0 keeps lr constant")
-    min_lr: float = option(0.0, "the floor that the decayed learning rate approaches")
+    steps: int = option(10_000, "stop after this many optimizer steps in all; 0: no step limit",
+                       minimum=0)
+    minutes: float = option(0.0, "stop after this many minutes of this invocation; 0: no time limit",
+                           minimum=0)
+    lr: float = option(1e-3, "Adam learning rate at step 0", above=0)
+    lr_decay: float = option(1.0, "per-step decay of (lr - min_lr) toward --min-lr; 1.0 keeps lr constant",
+                             above=0, maximum=1)
+    min_lr: float = option(0.0, "the floor that the decayed learning rate approaches", minimum=0)
     # With --minutes the fraction is of this invocation's clock, so a short run still ends
     # annealed (0.3: 1.510 -> 1.496 nats/char in a 5-minute text run).
-    warmdown: float = option(0.0, "over this last fraction of the budget lr falls linearly to --min-lr; 0: off")
+    warmdown: float = option(0.0, "over this last fraction of the budget lr falls linearly to --min-lr; 0: off",
+                             minimum=0, maximum=1)
     # bf16 is about 2x on CPUs with AMX; weights, Adam and validation stay fp32.
     precision: str = option("fp32", "fp32: exact; bf16: bfloat16 autocast; auto: bf16 where the hardware "
                             "has fast bf16 (AMX, CUDA)", choices=("fp32", "bf16", "auto"))
-    clip: float = option(1.0, "gradient clipping threshold; 0 turns clipping off")
+    clip: float = option(1.0, "gradient clipping threshold; 0 turns clipping off", minimum=0)
     clip_mode: str = option("norm", "norm: clip the global L2 norm; value: each element (Magenta's choice)",
                             choices=("norm", "value"))
-    eval_every: int = option(500, "validate and write checkpoints every this many steps")
-    log_every: int = option(50, "one metrics-log row every this many steps (at most --eval-every)")
-    max_nonfinite: int = option(100, "give up after this many skipped steps with non-finite loss or gradients")
-    seed: int = option(0, "seeds initialisation, dropout and the data order")
+    eval_every: int = option(500, "validate and write checkpoints every this many steps", minimum=1)
+    log_every: int = option(50, "one metrics-log row every this many steps (at most --eval-every)", minimum=1)
+    max_nonfinite: int = option(100, "give up after this many skipped steps with non-finite loss or gradients",
+                               minimum=1)
+    seed: int = option(0, "seeds initialisation, dropout and the data order", minimum=0, maximum=2**32 - 1)
     device: str = option("auto", "where to train: cpu, cuda, or auto (cuda where there is one); "
                          "checkpoints always load on the CPU")
     # Measured on this project's 2-core CPU: no faster (bench_cells.py --compile); meant for GPUs,

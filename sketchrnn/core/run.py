@@ -17,6 +17,7 @@ from tqdm import tqdm
 from sketchrnn.core import distributed
 from sketchrnn.core.checkpoint import (
     CheckpointError,
+    atomic_file,
     load_checkpoint,
     rank_seed,
     rng_state,
@@ -56,7 +57,8 @@ class Run:
 
     def start(self, seed: int) -> Progress:
         torch.manual_seed(rank_seed(seed, self.group.rank))
-        if self.group.main:
+        if self.group.main:  # starting over (check_run_folder let it): nothing of an earlier run stays
+            self.best.unlink(missing_ok=True)
             self.metrics.unlink(missing_ok=True)
             self.log = self.metrics.open("a")
         return self.progress
@@ -66,6 +68,7 @@ class Run:
             raise CheckpointError(f"{self.last}: nothing to resume yet (no checkpoint was written); "
                                   "start the run without --resume")
         ckpt = load_checkpoint(self.last, self.identity["kind"])
+        check_same_run(ckpt, self.identity, self.last)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         p = self.progress = Progress(ckpt["step"], ckpt["best"], ckpt["nonfinite"], None, ckpt["elapsed"])
@@ -81,7 +84,8 @@ class Run:
         if self.group.main:
             if self.metrics.exists():  # rows logged after the checkpoint will be logged again
                 rows = [line for line in self.metrics.read_text().splitlines() if json.loads(line)["step"] <= p.step]
-                self.metrics.write_text("".join(row + "\n" for row in rows))
+                with atomic_file(self.metrics, "w") as f:
+                    f.write("".join(row + "\n" for row in rows))
             self.log = self.metrics.open("a")
         return p
 
@@ -139,6 +143,49 @@ class Run:
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
+
+
+def check_run_folder(out_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """Before any work: a folder that holds a run is continued (``resume``) or deliberately
+    started over (``overwrite``), never replaced by accident."""
+    out_dir = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite starts it over: give one of them")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"{out_dir}: a file, not a run folder")
+    held = [name for name in ("last.pt", "metrics.jsonl") if (out_dir / name).exists()]
+    if held and not resume and not overwrite:
+        raise CheckpointError(f"{out_dir}: already holds a run ({', '.join(held)}); --resume continues it, "
+                              "--overwrite starts it over (or choose another --out)")
+
+
+def check_same_run(ckpt: dict, identity: dict, path: Path) -> None:
+    """A resumed run is the run it continues: the same model config and the same data (the
+    checkpoint's extras: scale factor, classes, ...). The training config (steps, lr, ...) may
+    change. Anything else is refused, naming the difference, before a weight is loaded."""
+    def shown(value) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else f"<{len(value)} items>" if hasattr(value, "__len__") else text[:57] + "..."
+
+    def same(before, now) -> bool:
+        if isinstance(now, float) and isinstance(before, (int, float)):
+            return math.isclose(before, now, rel_tol=1e-6)
+        return before == now or (isinstance(now, (list, tuple)) and list(before) == list(now))
+
+    differences = []
+    for key, now in identity.items():
+        if key in ("kind", "train_config") or key not in ckpt:  # older checkpoints lack some extras
+            continue
+        if isinstance(now, dict) and isinstance(ckpt[key], dict):  # the model config: field by field
+            pairs = [(name if key == "config" else f"{key}.{name}", ckpt[key].get(name), value)
+                     for name, value in now.items()]
+        else:
+            pairs = [(key, ckpt[key], now)]
+        differences += [f"{name} {shown(before)} in the run, {shown(value)} now"
+                        for name, before, value in pairs if not same(before, value)]
+    if differences:
+        raise CheckpointError(f"{path}: --resume with another model or data: {'; '.join(differences)}. Resume with "
+                              "the run's settings, or start over with --overwrite (or another --out)")
 
 
 class RunningLoss:

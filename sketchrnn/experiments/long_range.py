@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from sketchrnn.core import CELLS, RecurrentStack
 from sketchrnn.core.engine import TrainConfig, option, train
+from sketchrnn.core.run import check_run_folder
 
 
 def adding_batch(batch: int, length: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -46,19 +47,21 @@ class SequenceRegressor(nn.Module):
 @dataclass
 class AddingConfig:
     cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
-    length: int = option(100, "sequence length T: how far back the first marked value lies (up to T steps)")
-    hidden: int = option(128, "units in the recurrent layer")
-    batch: int = option(50, "sequences per training step")
-    test_size: int = option(4000, "held-out sequences the reported MSE is measured on")
+    length: int = option(100, "sequence length T: how far back the first marked value lies (up to T steps)", minimum=2)
+    hidden: int = option(128, "units in the recurrent layer", minimum=1, maximum=8192)
+    batch: int = option(50, "sequences per training step", minimum=1, maximum=100_000)
+    test_size: int = option(4000, "held-out sequences the reported MSE is measured on", minimum=1, maximum=1_000_000)
     # Adam 1e-3 trains every cell here without blowing up the Elman RNN; clipping the gradient
     # norm at 1 because long unrolls occasionally spike.
     engine: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, lr=1e-3, clip=1.0, eval_every=250))
 
 
 def run_adding_task(
-    cfg: AddingConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+    cfg: AddingConfig, out_dir: str | Path, resume: bool = False, progress: bool = True, overwrite: bool = False
 ) -> tuple[SequenceRegressor, dict]:
-    """Train a cell on the adding problem with the core engine; report held-out MSE."""
+    """Train a cell on the adding problem with the core engine; report held-out MSE. A folder
+    that holds a run is continued (``resume``) or started over (``overwrite``)."""
+    check_run_folder(out_dir, resume, overwrite)
     seed = cfg.engine.seed
     torch.manual_seed(seed)
     model = SequenceRegressor(cfg.cell, cfg.hidden)
@@ -120,7 +123,7 @@ def gradient_flow(
                            engine=TrainConfig(steps=train_steps, eval_every=max(train_steps, 1), seed=seed))
         torch.manual_seed(seed)
         at_init = gradient_by_lag(SequenceRegressor(cell, hidden), x, y)
-        model, summary = run_adding_task(cfg, out_dir / cell, progress=progress)
+        model, summary = run_adding_task(cfg, out_dir / cell, progress=progress, overwrite=True)  # scratch runs
         trained = gradient_by_lag(model, x, y)
         results.append(FlowResult(cell, at_init.tolist(), trained.tolist(), train_steps, summary["test_mse"]))
     return results

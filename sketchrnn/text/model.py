@@ -18,10 +18,12 @@ from sketchrnn.text.corpus import EOS, TextError, Vocabulary, batchify, tokenize
 class TextConfig:
     level: str = option("char", "symbols: characters, or whitespace-separated words", choices=("char", "word"))
     cell: str = option("lstm", "recurrent cell", choices=tuple(CELLS))
-    hidden: int = option(256, "units per layer")
-    layers: int = option(2, "stacked recurrent layers")
-    embedding: int = option(0, "input embedding size; 0: the same as --hidden, which allows tying")
-    dropout: float = option(0.2, "dropout on embeddings, between layers and before the output (Zaremba et al.)")
+    hidden: int = option(256, "units per layer", minimum=1, maximum=8192)
+    layers: int = option(2, "stacked recurrent layers", minimum=1, maximum=64)
+    embedding: int = option(0, "input embedding size; 0: the same as --hidden, which allows tying",
+                            minimum=0, maximum=8192)
+    dropout: float = option(0.2, "dropout on embeddings, between layers and before the output (Zaremba et al.)",
+                            minimum=0, below=1)
     tied: bool = option(False, "share input and output embeddings (word level; needs embedding == hidden)")
     vocab: list[str] = field(default_factory=list)  # filled from the training text
 

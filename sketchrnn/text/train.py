@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from sketchrnn.core import distributed
 from sketchrnn.core.engine import TrainConfig, option, train
+from sketchrnn.core.run import check_run_folder
 from sketchrnn.text.corpus import UNK, TextError, Vocabulary, batchify, read_text, tokenize
 from sketchrnn.text.model import TextConfig, TextModel, nats_per_symbol
 
@@ -26,20 +27,23 @@ class TextTrainConfig:
 
     model: TextConfig = field(default_factory=TextConfig)
     engine: TrainConfig = field(default_factory=text_recipe)
-    bptt: int = option(100, "truncated BPTT length in symbols")
-    batch_size: int = option(64, "parallel streams; 64 fills 2 CPU cores better than 32")
-    max_vocab: int | None = option(None, "word level: keep this many words, the rest <unk>")
+    bptt: int = option(100, "truncated BPTT length in symbols", minimum=1)
+    batch_size: int = option(64, "parallel streams; 64 fills 2 CPU cores better than 32", minimum=1, maximum=100_000)
+    max_vocab: int | None = option(None, "word level: keep this many words, the rest <unk>", minimum=1)
     # Sampling starts from zero state, which carried-state training otherwise shows a model once
     # per pass per stream: a 2x512 LSTM trained 30 minutes without resets answered the prime
     # "ROMEO:" with "jjXQ;jjqWx..." yet continued "First Citizen:" well.
-    state_reset: float = option(0.02, "chance a stream starts a chunk from zero state, as sampling does")
+    state_reset: float = option(0.02, "chance a stream starts a chunk from zero state, as sampling does",
+                               minimum=0, maximum=1)
 
 
 
 def train_text_model(path: str, out_dir: str | Path, run: TextTrainConfig, resume: bool = False,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, overwrite: bool = False) -> dict:
     """Truncated BPTT over ``batch_size`` contiguous streams of the first 90% of the file;
-    validation on the last 10% (nanoGPT's split of tiny-shakespeare)."""
+    validation on the last 10% (nanoGPT's split of tiny-shakespeare). A run folder that holds a
+    run is continued (``resume``: the same file and model, or a refusal) or started over (``overwrite``)."""
+    check_run_folder(out_dir, resume, overwrite)
     cfg, bptt, batch_size, state_reset = run.model, run.bptt, run.batch_size, run.state_reset
     if not 0 <= state_reset <= 1:
         raise ValueError(f"state_reset is a probability in [0, 1], got {state_reset}")
@@ -85,5 +89,5 @@ def train_text_model(path: str, out_dir: str | Path, run: TextTrainConfig, resum
         return {"loss": nats, "nats": nats, "bits": nats / math.log(2), "perplexity": math.exp(min(nats, 50))}
 
     return train(model, run.engine, out_dir, kind="text", config=asdict(cfg), batch_fn=batch_fn, loss_fn=loss_fn,
-                 evaluate=evaluate, extras={"train_config": asdict(run)}, resume=resume, progress=progress,
-                 shard_batch=shard_batch)
+                 evaluate=evaluate, extras={"train_config": asdict(run), "data": Path(path).name}, resume=resume,
+                 progress=progress, shard_batch=shard_batch)
