@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sketchrnn.checkpoints import DEFAULT_MODEL, LoadedModel, ModelFileError, import_gen_json, load_model
+from sketchrnn.core.checkpoint import atomic_file
 from sketchrnn.drawing_input import remember_extent, typical_extent
 from sketchrnn.strokes import StrokeFormatError, parse_ndjson_line
 
@@ -112,10 +113,8 @@ def load_catalog(files: dict[str, Path], progress: bool = False) -> dict[str, Lo
         models[name] = loaded
     if learned:
         try:
-            extents_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = extents_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(extents, indent=0))
-            tmp.replace(extents_path)
+            with atomic_file(extents_path, "w") as f:
+                json.dump(extents, f, indent=0)
         except OSError:
             pass  # a read-only cache costs the next start-up time, nothing else
     return models

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from sketchrnn.catalog import RECOGNIZER_FILE
 from sketchrnn.checkpoints import load_model
+from sketchrnn.core.checkpoint import save_atomic
 from sketchrnn.core.engine import option
 from sketchrnn.core.layers import RecurrentStack, reverse_padded
 from sketchrnn.data import drop_points
@@ -33,7 +34,8 @@ class RecognizerConfig:
     """How ``sketchrnn recognizer build`` trains (a field with a help is also a flag)."""
 
     # data
-    samples_per_model: int = option(1000, "drawings sampled from each model (~7 ms each to sample and simplify)")
+    samples_per_model: int = option(1000, "drawings sampled from each model (~7 ms each to sample and simplify)",
+                                    minimum=1)
     # Sampling temperatures are drawn uniformly in [low, high]: people's drawings vary more than
     # low-temperature samples (0.3-0.9 recognised fewer half-drawings than 0.5-1.0).
     temperature_low: float = 0.5
@@ -41,7 +43,7 @@ class RecognizerConfig:
     sample_rows: int = 192  # decoder rows stepped together; a finished row is refilled at once
     max_points: int = 200  # longer drawings keep their first 200 simplified points (the classes show by then)
     real_fraction: float = option(0.3, "share of people's drawings (--drawings) in a batch: few, but the "
-                                       "drawings guesses are about")
+                                       "drawings guesses are about", minimum=0, maximum=1)
     # augmentation, redrawn every batch
     prefix_prob: float = 0.5  # a drawing is cut to a random prefix this often: guesses come mid-drawing
     prefix_min: float = 0.3  # shortest prefix, as a fraction of the drawing's points
@@ -54,18 +56,19 @@ class RecognizerConfig:
     conv_channels: int = 64  # 1-D convolutions before the RNN see local shape (corners, curls); 0: none
     conv_kernel: int = 5
     conv_stride: int = 2  # the second convolution halves the sequence: the RNN's steps are its cost
-    hidden: int = option(128, "GRU units per direction")
+    hidden: int = option(128, "GRU units per direction", minimum=1, maximum=8192)
     layers: int = 2
     dropout: float = 0.2  # between layers and before the head
     # optimisation
     batch_size: int = 128
-    steps: int = option(1500, "training steps at most (--minutes may end training first); ~7 min on one idle core")
+    steps: int = option(1500, "training steps at most (--minutes may end training first); ~7 min on one idle core",
+                        minimum=1)
     lr: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1  # decoder drawings are noisy labels of people's drawings
-    minutes: float = option(18.0, "the whole build, sampling included: training is cut to fit")
-    threads: int = option(1, "torch and BLAS threads for the build")
-    seed: int = option(0, "seeds sampling, augmentation and initialisation")
+    minutes: float = option(18.0, "the whole build, sampling included: training is cut to fit", above=0)
+    threads: int = option(1, "torch and BLAS threads for the build", minimum=1, maximum=1024)
+    seed: int = option(0, "seeds sampling, augmentation and initialisation", minimum=0)
 
 
 # --- Input pipeline: the same for training and for a guess ---------------------------------------
@@ -231,7 +234,7 @@ class Recognizer:
         return sorted(zip(self.names, p), key=lambda pair: -pair[1])
 
     def save(self, path: str | Path) -> None:
-        torch.save({"format": FORMAT, "names": self.names, "sha256": self.hashes, "config": asdict(self.cfg),
+        save_atomic({"format": FORMAT, "names": self.names, "sha256": self.hashes, "config": asdict(self.cfg),
                     "state": self.net.state_dict()}, Path(path))
 
     @classmethod

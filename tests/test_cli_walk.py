@@ -121,6 +121,13 @@ MISTAKES = [
     ("serve --workers 0", "argument --workers: must be in [1, 1024], got 0"),
     ("serve --rate nan", "argument --rate: must be a finite number, got nan"),
     ("models download sheep --dir {empty.npz}", "empty.npz"),
+    ("models list --dir {empty.npz}", "empty.npz"),
+    ("data download cat --max 0 --dir {new}", "argument --max: must be in [1, 10000], got 0"),
+    ("recognizer build --models {folder}", "folder: no .pt or .gen.json models in this folder"),
+    ("recognizer build --models {model.gen.json} --drawings {empty.txt}", "empty.txt: not a folder of .ndjson"),
+    ("recognizer build --models {model.gen.json} --steps 0", "argument --steps: must be >= 1, got 0"),
+    ("guess {dots.json} --models {model.gen.json} --top 0", "argument --top: must be in [1, 1000], got 0"),
+    ("guess {model.gen.json} --models {model.gen.json}", "model.gen.json: a model file, not a drawing"),
 ]
 
 

@@ -121,7 +121,7 @@ def add_commands(commands) -> None:
                                               "public simplified ndjson (the rest of the file is never read); "
                                               "an interrupted download resumes.")
     download.add_argument("classes", nargs="+", metavar="CLASS", help="classes, e.g. cat 'palm tree' (or palm_tree)")
-    download.add_argument("--max", type=int, default=1000, help="drawings per class (default: 1000)")
+    download.add_argument("--max", type=flags.count(), default=1000, help="drawings per class (default: 1000)")
     download.add_argument("--dir", help="where to save CLASS.ndjson (default: the user cache's drawings/)")
     download.add_argument("--base-url", default=QUICKDRAW_URL, help="where the ndjson files live (default: Google's)")
     download.add_argument("--quiet", action="store_true", help="no progress bar")

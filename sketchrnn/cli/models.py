@@ -8,6 +8,8 @@ from sketchrnn.catalog import MAGENTA_MODELS, MAGENTA_MODELS_URL, cache_dir, cac
 
 def cmd_list(args: argparse.Namespace) -> int:
     directory = Path(args.dir).expanduser() if args.dir else cache_dir() / "models"
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--dir {directory}: a file, not a folder of models")
     cached = cached_model_files(directory)
     print(f"{len(cached)} of Magenta's {len(MAGENTA_MODELS)} hosted models cached in {directory}:")
     for name in MAGENTA_MODELS:

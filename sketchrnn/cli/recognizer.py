@@ -3,7 +3,8 @@
 import argparse
 from pathlib import Path
 
-from sketchrnn.catalog import class_name, load_catalog, model_files
+from sketchrnn.catalog import RECOGNIZER_FILE, class_name, load_catalog, model_files
+from sketchrnn.cli import flags
 from sketchrnn.cli.flags import add_config_flags, config_from_args
 from sketchrnn.recognizer import RecognizerConfig, build, load_for
 from sketchrnn.scoring import likelihood_guess
@@ -13,6 +14,8 @@ from sketchrnn.strokes import read_drawing, read_ndjson, stroke3_to_polylines
 def people_drawings(folder: Path, names: list[str]) -> dict[str, list]:
     """Quick, Draw! ndjson files in ``folder`` (``palm tree.ndjson`` or ``palm_tree.ndjson``) for the
     classes in ``names``, as stroke-3 drawings by class; other classes' files are left alone."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder of .ndjson drawings")
     files = {class_name(p.stem): p for p in sorted(folder.glob("*.ndjson"))}
     if not files:
         raise ValueError(f"{folder}: no .ndjson drawings in this folder (sketchrnn data download fetches them)")
@@ -27,7 +30,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"people's drawings for {len(drawings)} of {len(files)} models: "
               f"{sum(map(len, drawings.values()))} in all")
     recognizer = build(files, drawings, cfg, progress=not args.quiet)
-    out = Path(args.out) if args.out else Path(args.models[0]) / "recognizer.pt"
+    out = Path(args.out) if args.out else Path(files[next(iter(files))]).parent / RECOGNIZER_FILE
+    flags.check_output(out, list(files.values()))
     recognizer.save(out)
     print(f"recognizer for {len(files)} models ({', '.join(files)}) written to {out}")
     return 0
@@ -69,7 +73,8 @@ def add_commands(commands) -> None:
     g.add_argument("--models", nargs="+", required=True, help="model files or folders of them")
     g.add_argument("--recognizer", help="a recognizer built for these models (default: recognizer.pt in a "
                                         "--models folder; else the models' likelihoods)")
-    g.add_argument("--index", type=int, default=0, help="which drawing of an .ndjson or .npz (default: 0)")
-    g.add_argument("--top", type=int, default=3, help="how many guesses to print (default: 3)")
+    g.add_argument("--index", type=flags.ranged(minimum=0), default=0,
+                   help="which drawing of an .ndjson or .npz (default: 0)")
+    g.add_argument("--top", type=flags.count(1000), default=3, help="how many guesses to print (default: 3)")
     g.set_defaults(func=cmd_guess)
 
