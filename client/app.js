@@ -104,14 +104,14 @@ function ask() {
   showAlternatives();
 }
 
-// An empty canvas: the chosen model (the first, for auto) draws a whole sketch, placed a third of
-// the way in (the server draws from (0, 0), in the units its drawings were made in).
+// An empty canvas: the chosen model (the first, for auto) draws a whole sketch, ~255 px across,
+// its first point near the top middle (the server draws from (0, 0)).
 function drawFromScratch() {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   stop();
   request += 1;
   const model = ui.model.value === "auto" ? ui.model.options[1]?.value : ui.model.value;
-  origin = [canvas.clientWidth / 3, canvas.clientHeight / 4];
+  origin = [canvas.clientWidth / 2 - 100, canvas.clientHeight / 4];
   const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
   endings = Array.from({ length: n }, () => []);
   finished = [];
@@ -135,6 +135,7 @@ function guessSoon(force) {
 
 // "I see: bird 62% · duck 20% · …" as chips; a chip completes the drawing as that class.
 function showGuesses(msg) {
+  if (!strokes.length) return; // an answer about a drawing that has been cleared since
   const label = document.createElement("span");
   label.textContent = msg.sure ? "I see:" : "not sure; maybe:";
   label.className = msg.sure ? "" : "unsure";
@@ -261,7 +262,7 @@ function exportPng() {
 }
 
 function undo() { stop(); strokes.pop(); redraw(); showAlternatives(); }
-function clear() { stop(); strokes = []; ui.guesses.hidden = true; redraw(); showAlternatives(); }
+function clear() { stop(); strokes = []; guessId += 1; ui.guesses.hidden = true; redraw(); showAlternatives(); }
 
 canvas.addEventListener("pointerdown", (e) => {
   stop(); // drawing again: the old ending is no longer wanted

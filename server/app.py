@@ -23,6 +23,7 @@ from websockets.http11 import Request as HTTPRequest
 from websockets.http11 import Response
 
 from sketchrnn.checkpoints import LoadedModel
+from sketchrnn.drawing_input import FRAME as DRAWING_FRAME
 from sketchrnn.drawing_input import prepare_for, typical_extent
 from sketchrnn.sampler import Request, Settings
 from sketchrnn.scoring import likelihood_guess
@@ -300,7 +301,9 @@ class CompletionServer:
                 raise ProtocolError("bad_request", str(e)) from None
             origin = tuple(request.strokes[-1][-1])
         else:
-            prefix, scale = np.zeros((0, 3), dtype=np.float32), request.scale or loaded.scale_factor
+            # A whole drawing as large as Quick, Draw!'s (its longer side ~255 client units).
+            prefix = np.zeros((0, 3), dtype=np.float32)
+            scale = request.scale or DRAWING_FRAME / typical_extent(loaded.model)
         settings = Settings(request.temperature, request.pen_temperature, request.greedy, request.seed,
                             request.max_points)
         sampled = Request(prefix, scale, request.n, settings, origin=origin)
