@@ -30,8 +30,7 @@ STOP_SECONDS = 10  # after SIGTERM a worker drains (done, then 1001) within clos
 
 
 def check_workers(count: int) -> None:
-    if count < 1:
-        raise ValueError(f"--workers must be at least 1, got {count}")
+    """--workers' range is argparse's (cli/serve.py); what is left is whether this OS can share a port."""
     if count > 1 and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError(f"--workers {count} needs SO_REUSEPORT (Linux, BSD, macOS); use --workers 1 here")
 
