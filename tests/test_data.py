@@ -168,9 +168,9 @@ def test_data_command_info_convert_render(sketches_dir, tmp_path, capsys):
 
 def test_data_command_reports_bad_files_without_a_traceback(tmp_path, capsys):
     bad = tmp_path / "bad.ndjson"
-    bad.write_text('{"drawing": [[[0, 1], [0, 1]]]}\n{"drawing": [[[0], [0]]]}\n')
+    bad.write_text('{"drawing": [[[0, 1], [0, 1]]]}\n{"drawing": [[[], []]]}\n')  # a stroke without points
     assert main(["data", "info", str(bad)]) == 2
-    assert "bad.ndjson:2: stroke 0 has 1 point" in capsys.readouterr().err
+    assert "bad.ndjson:2: stroke 0 has no points" in capsys.readouterr().err
     assert main(["data", "info", str(bad), "--skip-bad"]) == 0
     assert "skipped 1 bad drawing" in capsys.readouterr().err
     assert main(["data", "info", str(tmp_path / "missing.npz")]) == 2

@@ -47,6 +47,7 @@ def test_a_complete_gets_every_default():
     ("strokes", [[[1, 2]], [[1e7, 0]]], "bad_request", "strokes[1][0] must be finite, within ±1e+06"),
     ("strokes", [[[1, True]]], "bad_request", "strokes[0][0] must be [x, y] with numbers"),
     ("strokes", [[[0, 0]] * 2001], "too_large", "strokes hold 2001 points; the limit is 2000"),
+    ("strokes", {}, "bad_request", "strokes must be a non-empty list of strokes"),
 ])
 def test_each_field_is_checked_by_name(field, value, code, says):
     error = refused({"type": "complete", "id": "1", "strokes": [[[1, 2]]], field: value})

@@ -100,7 +100,7 @@ BAD_LINES = {
     "not json": ('{"drawing": [[[1, 2], [3', "not JSON"),
     "no drawing": ('{"word": "cat"}', "no 'drawing' field"),
     "empty drawing": ('{"drawing": []}', "empty drawing"),
-    "one-point stroke": ('{"drawing": [[[1, 2], [3, 4]], [[5], [6]]]}', "stroke 1 has 1 point"),
+    "empty stroke": ('{"drawing": [[[1, 2], [3, 4]], [[], []]]}', "stroke 1 has no points"),  # a dot is fine
     "x/y mismatch": ('{"drawing": [[[1, 2, 3], [3, 4]]]}', "different lengths"),
     "non-numeric": ('{"drawing": [[[1, "a"], [3, 4]]]}', "non-numeric"),
     "nan": ('{"drawing": [[[1, NaN], [3, 4]]]}', "NaN or infinite"),

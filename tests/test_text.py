@@ -126,6 +126,6 @@ def test_text_commands(shared_data, tmp_path, capsys):
     assert "is not in the model's vocabulary" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["text", "eval", "--model", str(tmp_path / "junk.pt"), "--data", names]) == 2
-    assert "junk.pt: not a readable checkpoint" in capsys.readouterr().err
+    assert "junk.pt: not a checkpoint" in capsys.readouterr().err
     assert main(["text", "eval", "--model", str(DEFAULT_MODEL), "--data", names]) == 2
     assert "sheep.pt: a sketch checkpoint, not a text one" in capsys.readouterr().err

@@ -178,7 +178,7 @@ def check_same_run(ckpt: dict, identity: dict, path: Path) -> None:
             continue
         if isinstance(now, dict) and isinstance(ckpt[key], dict):  # the model config: field by field
             pairs = [(name if key == "config" else f"{key}.{name}", ckpt[key].get(name), value)
-                     for name, value in now.items()]
+                     for name, value in now.items() if name != "engine"]  # a config's own training settings
         else:
             pairs = [(key, ckpt[key], now)]
         differences += [f"{name} {shown(before)} in the run, {shown(value)} now"
