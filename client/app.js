@@ -92,16 +92,7 @@ function ask() {
   if (idle && strokes.length) { connect(); ws.addEventListener("open", ask, { once: true }); return; }
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   if (!strokes.length) { drawFromScratch(); return; }
-  origin = [0, 0];
-  request += 1;
-  const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
-  endings = Array.from({ length: n }, () => []);
-  finished = [];
-  guessed = "";
-  ws.send(JSON.stringify({ type: "complete", id: String(request), model: ui.model.value, strokes,
-    n, temperature: Number(ui.temperature.value), pen_temperature: Number(ui["pen-temperature"].value) }));
-  ui.status.textContent = "the model is drawing…";
-  showAlternatives();
+  send(ui.model.value, strokes, [0, 0], "the model is drawing…");
 }
 
 // An empty canvas: the chosen model (the first, for auto) draws a whole sketch, ~255 px across,
@@ -109,16 +100,21 @@ function ask() {
 function drawFromScratch() {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   stop();
-  request += 1;
   const model = ui.model.value === "auto" ? ui.model.options[1]?.value : ui.model.value;
-  origin = [canvas.clientWidth / 2 - 100, canvas.clientHeight / 4];
+  send(model, [], [canvas.clientWidth / 2 - 100, canvas.clientHeight / 4], `${model} is drawing from scratch…`);
+}
+
+// One completion request with the page's settings; its points are drawn shifted by `at`.
+function send(model, drawn, at, status) {
+  request += 1;
+  origin = at;
   const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
   endings = Array.from({ length: n }, () => []);
   finished = [];
   guessed = "";
-  ws.send(JSON.stringify({ type: "complete", id: String(request), model, strokes: [], n,
+  ws.send(JSON.stringify({ type: "complete", id: String(request), model, strokes: drawn, n,
     temperature: Number(ui.temperature.value), pen_temperature: Number(ui["pen-temperature"].value) }));
-  ui.status.textContent = `${model} is drawing from scratch…`;
+  ui.status.textContent = status;
   showAlternatives();
 }
 

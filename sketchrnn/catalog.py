@@ -93,6 +93,11 @@ def default_model_files() -> dict[str, Path]:
     return {model_name(DEFAULT_MODEL): DEFAULT_MODEL, **cached_model_files()}
 
 
+def file_sha256(path: str | Path) -> str:
+    """What a model file is, whatever its name: keys its cached extent, and ties a recognizer to it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def load_catalog(files: dict[str, Path], progress: bool = False) -> dict[str, LoadedModel]:
     """Load each model under its catalog name, with its typical extent from the cache's
     ``extents.json`` (keyed by the file's sha256), learning and keeping those it lacks."""
@@ -105,7 +110,7 @@ def load_catalog(files: dict[str, Path], progress: bool = False) -> dict[str, Lo
     for name, path in tqdm(files.items(), desc="loading models", unit="model", disable=not progress):
         loaded = load_model(path)
         loaded.name = name
-        key = hashlib.sha256(path.read_bytes()).hexdigest()
+        key = file_sha256(path)
         if isinstance(extents.get(key), float):
             remember_extent(loaded.model, extents[key])
         else:

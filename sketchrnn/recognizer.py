@@ -1,7 +1,6 @@
 """A sketch recognizer: which served Sketch-RNN model a person's (possibly half-finished) drawing
 belongs to, as a bidirectional GRU from ``sketchrnn.core`` over Google-simplified strokes."""
 
-import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -14,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from sketchrnn.catalog import RECOGNIZER_FILE
+from sketchrnn.catalog import RECOGNIZER_FILE, file_sha256
 from sketchrnn.checkpoints import load_model
 from sketchrnn.core.checkpoint import save_atomic
 from sketchrnn.core.engine import option
@@ -204,10 +203,6 @@ def sample_models(model_paths: dict[str, str | Path], cfg: RecognizerConfig, pro
     for name, path in tqdm(model_paths.items(), desc="sampling", unit="model", disable=not progress):
         samples[name] = sample_model(load_model(path), cfg.samples_per_model, cfg, rng)
     return samples
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --- Build, guess, save, load ----------------------------------------------------------------------
