@@ -231,6 +231,7 @@ def test_live_guesses_while_drawing_and_a_chip_finishes_as_that_class(catalog_pa
 def test_an_empty_canvas_gets_a_drawing_of_the_chosen_class(catalog_page):
     page = catalog_page
     page.keyboard.press("Escape")  # clear
+    assert not page.is_visible("#guesses"), "the guesses about the cleared drawing are gone"
     page.select_option("#model", "key")
     page.click("#scratch")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=60000)
