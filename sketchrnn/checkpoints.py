@@ -43,9 +43,12 @@ def _gen_json_weights(path: Path) -> tuple[dict, list[np.ndarray]]:
     if len(dims) != 5 or len(blobs) != 5:
         raise ModelFileError(f"{path}: expected 5 weight arrays (output W, b, LSTM W_xh, W_hh, bias), got {len(blobs)}")
     arrays = []
-    for shape, blob in zip(dims, blobs):
-        # Magenta's encoding: little-endian int16, value = int16 / 32767 * 10.
-        raw = np.frombuffer(base64.b64decode(blob), dtype="<i2").astype(np.float32) / 32767 * 10
+    for index, (shape, blob) in enumerate(zip(dims, blobs)):
+        try:
+            # Magenta's encoding: little-endian int16, value = int16 / 32767 * 10.
+            raw = np.frombuffer(base64.b64decode(blob, validate=True), dtype="<i2").astype(np.float32) / 32767 * 10
+        except (ValueError, TypeError) as e:  # binascii.Error is a ValueError: a cut or edited blob
+            raise ModelFileError(f"{path}: weight array {index} is not int16 data in base64: {e}") from None
         if raw.size != int(np.prod(shape)):
             raise ModelFileError(f"{path}: a weight array holds {raw.size} values, its dims say {shape}")
         arrays.append(raw.reshape(shape))

@@ -7,6 +7,7 @@ its first offset is (0, 0).
 """
 
 import json
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -137,6 +138,10 @@ def simplify_raw(strokes: list[np.ndarray]) -> list[np.ndarray]:
 # --- Files -------------------------------------------------------------------------------------
 
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle that names something other than numpy's array rebuilding (not a damaged one)."""
+
+
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else. A Sketch-RNN .npz keeps its ragged drawings as a
     pickled object array, and a pickle may name any function to call on load: only numpy's own
@@ -148,7 +153,7 @@ class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it holds a pickled {module}.{name}, not only numpy arrays; "
+        raise _Refused(f"it holds a pickled {module}.{name}, not only numpy arrays; "
                                      "loading it could run code")
 
 
@@ -156,9 +161,14 @@ def _read_npy(archive: zipfile.ZipFile, member: str) -> np.ndarray:
     with archive.open(member) as f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        _, _, dtype = read_header(f)
+        shape, _, dtype = read_header(f)
         if dtype.hasobject:
             return _ArraysOnly(f, encoding="latin1").load()
+        # A forged header can claim any size: check it against the bytes there before allocating.
+        claimed, held = math.prod(shape) * dtype.itemsize, archive.getinfo(member).file_size - f.tell()
+        if claimed > held:
+            raise ValueError(f"{member}'s header claims a {'x'.join(map(str, shape))} {dtype} array "
+                             f"({claimed} bytes) but holds {held} bytes")
     with archive.open(member) as f:
         return np.lib.format.read_array(f, allow_pickle=False)
 
@@ -174,9 +184,9 @@ def read_npz(path: str | Path) -> dict[str, list[np.ndarray]]:
             if missing:
                 raise StrokeFormatError(f"{path}: missing split(s) {', '.join(missing)}; it holds {sorted(found)}")
             return {s: list(_read_npy(archive, f"{s}.npy")) for s in SPLITS}
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise StrokeFormatError(f"{path}: refused: {e}") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, TypeError) as e:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError, EOFError, TypeError) as e:
         raise StrokeFormatError(f"{path}: not a readable Sketch-RNN .npz ({type(e).__name__}: {e})") from None
 
 

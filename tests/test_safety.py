@@ -1,8 +1,12 @@
 """Files people pass around must not run code when opened: a model, checkpoint or dataset carrying
 a pickle payload is refused with a clear error on every path that reads one."""
 
+import io
+import json
 import os
 import pickle
+import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -70,3 +74,29 @@ def test_resuming_from_a_payload_checkpoint_refuses_it(evil, sketches_dir, capsy
                  "--quiet"]) == 2
     assert "last.pt: refused" in capsys.readouterr().err
     assert not evil["marker"].exists()
+
+
+def test_damaged_files_are_named_and_not_called_pickles(shared_data, tmp_path, capsys):
+    """A broken file is unreadable, not dangerous: each error names the file and what is wrong,
+    sizes are checked before anything is allocated, and only a real payload is "refused"."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i2", "fortran_order": False, "shape": (10**12, 3)})
+    with zipfile.ZipFile(tmp_path / "forged.npz", "w") as archive:  # claims 6 TB, holds 60 bytes
+        for split in ("train", "valid", "test"):
+            archive.writestr(f"{split}.npy", header.getvalue() + bytes(60))
+    with zipfile.ZipFile(tmp_path / "garbage.pt", "w") as archive:  # torch's layout, pickle bytes damaged
+        archive.writestr("archive/data.pkl", b"\xa1" * 300)
+        archive.writestr("archive/version", "3\n")
+    info, dims, blobs = json.loads((shared_data / "models" / "bird.gen.json").read_text())
+    blobs[2] = blobs[2][:1001]  # a weight array cut mid-way
+    (tmp_path / "cut.gen.json").write_text(json.dumps([info, dims, blobs]))
+
+    cases = [(["data", "info", "{dir}/forged.npz"], r"forged.npz: .*train.npy's header claims a 1000000000000x3 int16 "
+                                                    r"array \(6000000000000 bytes\) but holds 60 bytes"),
+             (["sample", "--model", "{dir}/garbage.pt"], r"garbage.pt: not a readable checkpoint \(damaged: "
+                                                         r"Unsupported operand 161\)"),
+             (["sample", "--model", "{dir}/cut.gen.json"], r"cut.gen.json: weight array 2 is not int16 data in base64")]
+    for command, expected in cases:
+        assert main([part.format(dir=tmp_path) for part in command]) == 2
+        error = capsys.readouterr().err
+        assert re.search(expected, error) and "pickle" not in error and "Traceback" not in error, error

@@ -63,10 +63,14 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        # The weights-only loader names the global it refused; without one the pickle is damaged,
+        # not dangerous, and is said to be unreadable like any other broken file.
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f" ({found.group(1)})" if found else ""
-        raise CheckpointError(f"{path}: refused: it holds pickled objects{what}, not only tensors and plain data; "
-                              "loading it could run code") from None
+        if found:
+            raise CheckpointError(f"{path}: refused: it holds pickled objects ({found.group(1)}), not only "
+                                  "tensors and plain data; loading it could run code") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(e)) or re.search(r"(.+)", str(e))
+        raise CheckpointError(f"{path}: not a readable checkpoint (damaged: {reason.group(1)})") from None
     except Exception as e:  # a truncated or foreign file fails in many ways inside torch.load
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt:
