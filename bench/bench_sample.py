@@ -39,11 +39,12 @@ def products_time(model, rows: int, calls: int) -> float:
     """Seconds for the matrix products a decoder step at ``rows`` rows cannot avoid, with the
     weights laid out as the sampler's LSTMStep lays them ([x, h] @ W, then h @ the head's W), on
     numpy's BLAS threads. One row is a vector: the weights read once (sgemv)."""
-    step = LSTMStep(model)
+    step = LSTMStep([model])
+    weight, head = step.weight[0], step.head[0]
     shape = () if rows == 1 else (rows,)
-    xh = np.random.rand(*shape, step.weight.shape[0]).astype(np.float32)
-    h = np.random.rand(*shape, step.head.shape[0]).astype(np.float32)
-    return per_call(lambda: (xh @ step.weight, h @ step.head), calls)
+    xh = np.random.rand(*shape, weight.shape[0]).astype(np.float32)
+    h = np.random.rand(*shape, head.shape[0]).astype(np.float32)
+    return per_call(lambda: (xh @ weight, h @ head), calls)
 
 
 def step_time(loaded, rows: int, steps: int, seeded: bool = False) -> tuple[float, float]:

@@ -32,7 +32,7 @@ from sketchrnn.strokes import StrokeFormatError
 from . import protocol
 from .admission import Rates, admit
 from .protocol import Limits, ProtocolError
-from .worker import Event, ModelWorker, Stream
+from .worker import Event, Stream, by_shape
 
 CLIENT_DIR = resources.files("sketchrnn.client")  # the repository's client/, mapped into the package
 # The only files served over HTTP: request paths are looked up here, never joined onto a path.
@@ -135,7 +135,8 @@ class CompletionServer:
         self.rank: Callable[[list], list[tuple[str, float]]] = (
             recognizer.guess if recognizer is not None else lambda strokes: likelihood_guess(self.models, strokes))
         self.worker = worker  # (index, count) of the processes serving this port (serve --workers)
-        self.workers = {name: ModelWorker(m, limits.max_batch) for name, m in models.items()}
+        self.workers = by_shape(models, limits.max_batch)  # by model name; models of one shape share one
+        self.batches = list(dict.fromkeys(self.workers.values()))
         for loaded in models.values():  # computed once, here, rather than on a request's time
             typical_extent(loaded.model)
         self.default_model = next(iter(models))
@@ -188,7 +189,7 @@ class CompletionServer:
         body = {"status": "ok"}
         if trusted:
             body |= {"models": list(self.models), "connections": self.connections,
-                     "unauthenticated": self.unauthenticated, "streams": sum(w.rows for w in self.workers.values()),
+                     "unauthenticated": self.unauthenticated, "streams": sum(w.rows for w in self.batches),
                      "worker": self.worker[0], "workers": self.worker[1], "pid": os.getpid()}
         return _response(http.HTTPStatus.OK, json.dumps(body).encode(), "application/json", method)
 
@@ -307,22 +308,23 @@ class CompletionServer:
         settings = Settings(request.temperature, request.pen_temperature, request.greedy, request.seed,
                             request.max_points)
         sampled = Request(prefix, scale, request.n, settings, origin=origin)
-        stream = Stream(request.id, sampled, asyncio.get_running_loop(), stream_messages, connection.outbox.put_nowait)
+        stream = Stream(request.id, name, sampled, asyncio.get_running_loop(), stream_messages,
+                        connection.outbox.put_nowait)
         admit(self.workers[name], stream, name, self.limits.start_budget, previous)
         return stream
 
     async def drain(self, timeout: float = 3.0) -> None:
         """Cancel every running alternative and wait (up to ``timeout``) until each has sent its
         ``done``: a shutdown still answers every request."""
-        for worker in self.workers.values():
+        for worker in self.batches:
             worker.cancel_all()
         deadline = time.monotonic() + timeout
-        while any(w.rows for w in self.workers.values()) and time.monotonic() < deadline:
+        while any(w.rows for w in self.batches) and time.monotonic() < deadline:
             await asyncio.sleep(FRAME)
         await asyncio.sleep(2 * FRAME)  # the senders' last frame
 
     def stop(self) -> None:
-        for worker in self.workers.values():
+        for worker in self.batches:
             worker.stop()
 
 

@@ -29,7 +29,7 @@ ERROR_CODES = {
     "unknown_model": "model names no served model and is not auto",
     "too_large": "strokes over max_input_points, n over max_n, max_points over the limit",
     "rate_limited": "more than requests_per_second messages or points_per_second points on this connection",
-    "overloaded": "the model is already stepping max_batch alternatives",
+    "overloaded": "the model's batch is already stepping max_batch alternatives",
     "busy": "the request could not start within start_budget seconds; ask again after retry_after",
     "unauthorized": "a token is required and the first message was not a valid auth",
     "internal": "the server failed on this request",
@@ -48,7 +48,7 @@ class Limits:
     # that resent a long drawing many times a second would slow everyone else's completions.
     points_per_second: float = 4000.0
     max_connections: int = 1000  # beyond: HTTP 503 at the handshake
-    max_batch: int = 1024  # alternatives stepped at once per model; beyond: "overloaded"
+    max_batch: int = 1024  # alternatives stepped at once per batch (one per model shape); beyond: "overloaded"
     # Connections still to send their auth message (with --token): a pool of their own, so
     # strangers never take the places of people with the token. When it is full the oldest
     # waiting one is closed to let the newcomer try: a client that authenticates at once always can.

@@ -4,7 +4,9 @@
 
 Each request asks for n alternatives continuing one drawing; each alternative is a row with its
 own request's random stream, temperature, scale, latent z and point budget. Requests join between
-steps (their prefixes read in one call per prefix length) and leave when all their rows have ended:
+steps (their prefixes read in one call per prefix length) and leave when all their rows have ended.
+A batch may hold several models of one shape (``LSTMStep.shape``): each row steps its own model's
+weights, and everything else in a step (gates, sampling, the caller's bookkeeping) is shared:
 
     rows:  [ a.k0  a.k1  b.k0  c.k0  c.k1  c.k2 | pad  pad ]   state (rows, hidden), inputs (rows, 5)
              request a   req b  request c         padded to a multiple of ROW_MULTIPLE
@@ -152,12 +154,12 @@ def join_rows(a: Tensor, b: Tensor) -> Tensor:
 
 
 class LSTMStep:
-    """One step of a plain LSTM decoder and its output head, in numpy, for sampling on the CPU:
-    the weights laid out once for the product a step is, ``[1, x, z, h] @ W`` with W
-    ((1 + 5 + z + H) x 4H, the bias its first row) contiguous. At batch 1 a step is a
-    matrix-vector product over 4.5 MB of weights: numpy's OpenBLAS reads them in 54 us where
-    torch's fused cell (MKL, W transposed) takes 90-150 us, and the gate arithmetic costs ~1 us
-    an operation against torch's ~5. A whole ``Batch.step`` of 64 rows on two threads takes
+    """One step of plain LSTM decoders of one shape and their output heads, in numpy, for sampling
+    on the CPU: each model's weights laid out once for the product a step is, ``[1, x, z, h] @ W``
+    with W ((1 + 5 + z + H) x 4H, the bias its first row) contiguous; a row reads its own model's.
+    At batch 1 a step is a matrix-vector product over 4.5 MB of weights: numpy's OpenBLAS reads
+    them in 54 us where torch's fused cell (MKL, W transposed) takes 90-150 us, and the gate
+    arithmetic costs ~1 us an operation against torch's ~5. A whole ``Batch.step`` of 64 rows on two threads takes
     1.4-1.6 ms in a server's steady state. The same function as the torch decoder's step, to
     float32 rounding (tests/test_model.py).
 
@@ -166,18 +168,33 @@ class LSTMStep:
     bitwise). So rows that must repeat exactly (``exact``: a seeded or greedy request's) always
     get their own, in the weights' product and in the head's."""
 
-    def __init__(self, model: SketchRNN):
+    def __init__(self, models: list[SketchRNN]):
+        if len({LSTMStep.shape(m) for m in models}) != 1:
+            raise ValueError("models step together only with one shape (LSTMStep.shape)")
+        self.hidden = models[0].config.hidden
+        self.weight = np.stack([self._gates(m) for m in models])  # (models, 1+5+z+H, 4H)
+        self.head = np.stack([m.output.weight.detach().numpy().T for m in models])  # (models, H, 3 + 6M)
+        self.head_bias = np.stack([m.output.bias.detach().numpy() for m in models])  # (models, 3 + 6M)
+
+    @staticmethod
+    def _gates(model: SketchRNN) -> np.ndarray:
         w_ih, w_hh, b_ih, b_hh = (w.detach().numpy() for w in model.decoder.cell.fused_weights())
-        self.hidden = H = w_hh.shape[1]
+        H = w_hh.shape[1]
         # Gate columns reordered (i, f, o, g) and the sigmoid gates' halved: one tanh over all
         # of them then gives tanh(x / 2) for i, f, o (sigmoid(x) = (1 + tanh(x / 2)) / 2, which
         # never overflows as exp(-x) can) and tanh(x) for g.
         order = np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]
         halve = np.r_[np.full(3 * H, 0.5), np.ones(H)].astype(w_hh.dtype)
         bias = (b_ih + b_hh)[:, None]  # a column of W read by a constant 1: no addition of its own
-        self.weight = np.ascontiguousarray(np.concatenate([bias, w_ih, w_hh], 1)[order].T * halve)  # (1+5+z+H, 4H)
-        self.head = np.ascontiguousarray(model.output.weight.detach().numpy().T)  # (H, 3 + 6M)
-        self.head_bias = model.output.bias.detach().numpy().copy()
+        return np.concatenate([bias, w_ih, w_hh], 1)[order].T * halve  # (1+5+z+H, 4H)
+
+    @staticmethod
+    def shape(model: SketchRNN) -> tuple | None:
+        """What models must share to step in one batch (None: this one steps through torch)."""
+        if not LSTMStep.fits(model):
+            return None
+        config = model.config
+        return config.hidden, config.mixtures, config.mode, config.z_size if config.mode == "vae" else 0
 
     @staticmethod
     def fits(model: SketchRNN) -> bool:
@@ -203,12 +220,12 @@ class LSTMStep:
         z = torch.from_numpy(xh[:, 6:-hidden]) if with_z else None
         return torch.from_numpy(xh[:, 1:6]), (torch.from_numpy(xh[:, -hidden:]), torch.from_numpy(c)), z
 
-    def __call__(self, xh: np.ndarray, c: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    def __call__(self, xh: np.ndarray, c: np.ndarray, exact: np.ndarray, model_of: np.ndarray) -> np.ndarray:
         """One step in place on rows laid out as ``lay_out``'s: reads xh, writes the new h into its
         h columns and the new c into c; ``exact`` (B,) bool marks the rows that must repeat
-        exactly. Returns the raw output (B, 3 + 6M). The next input goes into xh's x columns, so
-        nothing is gathered or copied between steps."""
-        gates = _product(xh, self.weight, exact)
+        exactly, ``model_of`` (B,) each row's model. Returns the raw output (B, 3 + 6M). The next
+        input goes into xh's x columns, so nothing is gathered or copied between steps."""
+        gates = _per_model(xh, self.weight, exact, model_of)
         np.tanh(gates, out=gates)
         H = self.hidden
         i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))  # tanh(x / 2) for i, f, o
@@ -225,9 +242,22 @@ class LSTMStep:
         o += 1.0
         h *= o
         h *= 0.5
-        out = _product(h, self.head, exact)
-        out += self.head_bias
+        out = _per_model(h, self.head, exact, model_of)
+        out += self.head_bias[model_of] if len(self.head_bias) > 1 else self.head_bias[0]
         return out
+
+
+def _per_model(x: np.ndarray, weights: np.ndarray, alone: np.ndarray, model_of: np.ndarray) -> np.ndarray:
+    """Each row of x times its own model's weights: one ``_product`` per model with rows here.
+    Every model's weights are read once per step whatever its row count, so a step over many
+    models costs their weights' reading (4.5 MB each for Magenta's decoders) more than its rows."""
+    if len(weights) == 1:
+        return _product(x, weights[0], alone)
+    out = np.empty((len(x), weights.shape[2]), weights.dtype)
+    for model in np.unique(model_of).tolist():
+        rows = np.flatnonzero(model_of == model)
+        out[rows] = _product(x[rows], weights[model], alone[rows])
+    return out
 
 
 def _product(x: np.ndarray, weight: np.ndarray, alone: np.ndarray) -> np.ndarray:
@@ -257,11 +287,16 @@ def row_multiple(requests: list[Request]) -> int:
 
 class Batch:
     """The decoder state of every row of every request being sampled; ``add`` requests, ``step``
-    all rows, ``drop_finished`` (or ``remove``) the requests that are done."""
+    all rows, ``drop_finished`` (or ``remove``) the requests that are done. Given several models
+    (all of one ``LSTMStep.shape``), ``add`` says which one draws the requests."""
 
-    def __init__(self, model: SketchRNN):
-        self.model = model.eval()
-        self.device = next(model.parameters()).device
+    def __init__(self, models: SketchRNN | list[SketchRNN]):
+        self.models = [m.eval() for m in (models if isinstance(models, list) else [models])]
+        self.model = self.models[0]  # what the models share: the output's layout, the device
+        if len(self.models) > 1 and (LSTMStep.shape(self.model) is None
+                                     or len({LSTMStep.shape(m) for m in self.models}) != 1):
+            raise ValueError("models step in one batch only as LSTM decoders of one shape on the CPU")
+        self.device = next(self.model.parameters()).device
         self.requests: list[Request] = []  # in row order; each owns request.n consecutive rows
         self.rngs: list[np.random.Generator] = []  # one per request: a seeded one draws from its own
         self.unseeded_rng = np.random.default_rng()  # the other rows draw from this, in one call
@@ -283,6 +318,7 @@ class Batch:
         self.discrete_temperature = np.zeros(0)
         self.greedy = np.zeros(0, dtype=bool)
         self.exact = np.zeros(0, dtype=bool)  # the row's request needs_exact
+        self.model_of = np.zeros(0, dtype=np.int64)  # the row's model, an index into models
         self.numpy_steps = LSTMStep.fits(self.model)  # the decoder steps in numpy (lstm_step)
 
     def __len__(self) -> int:
@@ -290,9 +326,9 @@ class Batch:
 
     @functools.cached_property
     def lstm_step(self) -> LSTMStep:
-        """The numpy step (where ``numpy_steps``), its weights laid out (~7 ms) at the first step
-        from the model as it is then."""
-        return LSTMStep(self.model)
+        """The numpy step (where ``numpy_steps``), its weights laid out (~7 ms a model) at the
+        first step from the models as they are then."""
+        return LSTMStep(self.models)
 
     def padding(self) -> int:
         """What the decoder-side rows are padded to: nothing where numpy steps them."""
@@ -309,21 +345,22 @@ class Batch:
         self.state = tuple(pad_rows(s, multiple) for s in state)
         self.inputs, self.z = pad_rows(inputs, multiple), pad_rows(z, multiple)
 
-    def latent(self, request: Request, rng: np.random.Generator) -> Tensor | None:
+    def latent(self, model: SketchRNN, request: Request, rng: np.random.Generator) -> Tensor | None:
         """A VAE's z, (1, z) shared by the request's rows or (n, z) one per row: as given; else
         the encoder's mean for the drawing so far (the alternatives differ by sampling alone);
         else, drawing from nothing, one z from the prior per alternative. None for a decoder."""
-        if self.model.config.mode != "vae":
+        if model.config.mode != "vae":
             return None
         if request.z is not None:
             return request.z.to(self.device, torch.float32)
         if len(request.prefix):
-            return encode(self.model, request.scale, [request.prefix])
-        return torch.from_numpy(rng.standard_normal((request.n, self.model.config.z_size))).float().to(self.device)
+            return encode(model, request.scale, [request.prefix])
+        return torch.from_numpy(rng.standard_normal((request.n, model.config.z_size))).float().to(self.device)
 
     @torch.no_grad()
-    def add(self, requests: list[Request]) -> None:
-        """Prime every request's prefix and append its n rows; the next ``step`` continues them.
+    def add(self, requests: list[Request], model: int = 0) -> None:
+        """Prime every request's prefix with ``models[model]`` and append its n rows, which that
+        model draws; the next ``step`` continues them.
 
         A request is read by one row (its n alternatives start alike) or, with one z per
         alternative, by n rows. Prefixes of one length are read together in one call of the fused
@@ -333,13 +370,14 @@ class Batch:
         # OS (~25 us), a cost every arrival would pay for nothing.
         rngs = [self.unseeded_rng if r.settings.seed is None else np.random.default_rng(r.settings.seed)
                 for r in requests]
-        latents = [self.latent(r, rng) for r, rng in zip(requests, rngs)]
+        decoder = self.models[model]
+        latents = [self.latent(decoder, r, rng) for r, rng in zip(requests, rngs)]
         readers = [1 if z is None else len(z) for z in latents]  # rows reading each prefix
         units = [torch.from_numpy(stroke5(to_model_units(r.prefix, r.scale))).to(self.device) if len(r.prefix) else ()
                  for r in requests]
         z = None if latents[0] is None else torch.cat(latents)
         owner = np.repeat(np.arange(len(requests)), readers)
-        state = self.model.initial_state(len(owner), z)
+        state = decoder.initial_state(len(owner), z)
         # Built in numpy: small torch ops wake torch's thread pool (see take_rows), 10-30 us each here.
         pending = torch.from_numpy(np.tile(np.float32(S0), (len(owner), 1))).to(self.device)
         multiple = row_multiple(requests)
@@ -347,7 +385,7 @@ class Batch:
             index = [row for row, i in enumerate(owner) if len(units[i]) == length]
             sequences = torch.stack([torch.cat([pending[row : row + 1], units[owner[row]][:-1]]) for row in index], 1)
             rows = torch.tensor(index, device=self.device)
-            _, read = self.model.decode(pad_rows(sequences, multiple, 1),
+            _, read = decoder.decode(pad_rows(sequences, multiple, 1),
                                         tuple(pad_rows(s[rows], multiple) for s in state),
                                         z=None if z is None else pad_rows(z[rows], multiple))
             state = tuple(s.index_copy(0, rows, r[: len(index)]) for s, r in zip(state, read))
@@ -357,9 +395,9 @@ class Batch:
         if len(owner) < counts.sum():
             copies = torch.from_numpy(np.repeat(np.arange(len(owner)), counts)).to(self.device)
             state, pending, z = tuple(s[copies] for s in state), pending[copies], None if z is None else z[copies]
-        self._append(requests, rngs, state, pending, z)
+        self._append(requests, rngs, state, pending, z, model)
 
-    def _append(self, requests, rngs, state, inputs, z) -> None:
+    def _append(self, requests, rngs, state, inputs, z, model) -> None:
         def per_row(values, dtype=None):
             return np.repeat(np.asarray(values, dtype=dtype), [r.n for r in requests], axis=0)
 
@@ -382,13 +420,14 @@ class Batch:
                                                     per_row([r.settings.discrete_temperature for r in requests])])
         self.greedy = np.concatenate([self.greedy, per_row([r.settings.greedy for r in requests], bool)])
         self.exact = np.concatenate([self.exact, per_row([needs_exact(r) for r in requests], bool)])
+        self.model_of = np.concatenate([self.model_of, per_row([model] * len(requests), np.int64)])
 
     def step(self) -> Points:
         """Sample one point on every row. Rows that ended earlier are stepped too (their request
         still draws) but draw nothing."""
         rows = len(self.rows)
         if self.numpy_steps:
-            out = self.lstm_step(self.xh, self.state[1].numpy(), self.exact)
+            out = self.lstm_step(self.xh, self.state[1].numpy(), self.exact, self.model_of)
         else:
             with torch.no_grad():
                 out, self.state = self.model.decode(self.inputs[None], self.state, z=self.z)
@@ -440,7 +479,7 @@ class Batch:
         self._set_rows(tuple(take_rows(s, index) for s in self.state), take_rows(self.inputs, index),
                        take_rows(self.z, index))
         for name in ("position", "count", "live", "scale", "cap", "temperature", "discrete_temperature", "greedy",
-                     "exact"):
+                     "exact", "model_of"):
             setattr(self, name, getattr(self, name)[keep])
         return list(gone)
 

@@ -171,7 +171,7 @@ def test_numpy_lstm_step_is_the_decoders_step(mode):
     rest from there on) computes what the torch decoder computes, output and state, z included."""
     torch.manual_seed(0)
     model = SketchRNN(SketchRNNConfig(hidden=48, mixtures=3, mode=mode, z_size=8, encoder_hidden=16)).eval()
-    step = LSTMStep(model)
+    step = LSTMStep([model])
     for rows in (1, 3, ROW_MULTIPLE, 2 * ROW_MULTIPLE + 1):
         inputs = torch.randn(rows, 5)
         z = torch.randn(rows, 8) if mode == "vae" else None
@@ -180,14 +180,14 @@ def test_numpy_lstm_step_is_the_decoders_step(mode):
             expected, expected_state = model.decode(inputs[None], state, z=z)
         exact = np.arange(rows) % 3 == 1  # rows that get a product of their own whatever the others
         xh, c = LSTMStep.lay_out(inputs, state, z)
-        out = step(xh, c, exact)
+        out = step(xh, c, exact, np.zeros(rows, np.int64))
         np.testing.assert_allclose(out, expected[0].numpy(), atol=2e-5, rtol=1e-5)
         for got, want in zip((xh[:, -48:], c), expected_state):  # the new state, written in place
             np.testing.assert_allclose(got, want.numpy(), atol=2e-5, rtol=1e-5)
         for row in np.flatnonzero(exact):  # bit for bit what the row gives alone
             alone_xh, alone_c = LSTMStep.lay_out(inputs[row : row + 1], tuple(s[row : row + 1] for s in state),
                                                  None if z is None else z[row : row + 1])
-            alone = step(alone_xh, alone_c, np.ones(1, bool))
+            alone = step(alone_xh, alone_c, np.ones(1, bool), np.zeros(1, np.int64))
             assert np.array_equal(out[row], alone[0])
             assert np.array_equal(xh[row], alone_xh[0]) and np.array_equal(c[row], alone_c[0])
     assert LSTMStep.fits(model)
@@ -229,6 +229,42 @@ def test_a_seeded_request_repeats_exactly_whatever_shares_its_batch(steps, share
     assert all(np.array_equal(x, np.array(y, dtype=np.float32).reshape(-1, 3)) for x, y in zip(alone, drawn))
     greedy = complete(loaded.model, request(None, n=2, greedy=True))
     assert np.array_equal(greedy[0], greedy[1]) and len(greedy[0]) > 0
+
+
+def test_models_of_one_shape_step_in_one_batch_each_row_with_its_own_weights(shared_data):
+    """Rows of three decoders in one batch, interleaved as requests arrive: each seeded request
+    draws exactly what its own model draws alone; models of another shape are refused."""
+    models = [load_model(shared_data / "models" / f"{name}.gen.json") for name in ("sheep", "bird", "dog")]
+    drawing = read_ndjson(shared_data / "sketches" / "quickdraw" / "simplified" / "cat.ndjson")[0][0].strokes
+
+    def request(loaded, seed, n=2):
+        return Request(drawing[:12], loaded.scale_factor, n, Settings(seed=seed, max_points=60))
+
+    alone = [complete(loaded.model, request(loaded, seed)) for seed, loaded in enumerate(models)]
+    batch = Batch([loaded.model for loaded in models])
+    mine, drawn = {}, {index: [[] for _ in range(2)] for index in range(3)}
+
+    def step():
+        points = batch.step()
+        for row in np.flatnonzero(points.drawn):
+            owner, k = points.rows[row]
+            for index, request in mine.items():
+                if owner is request:
+                    drawn[index][k].append([*points.offset[row], float(points.lifted[row])])
+        batch.drop_finished()
+
+    for index in (1, 0, 2):  # arrivals out of the models' order, beside unseeded neighbours
+        batch.add([Request(drawing[:20], models[index].scale_factor, 3)], model=index)
+        mine[index] = request(models[index], index)
+        batch.add([mine[index]], model=index)
+        step()
+    while any(r in batch.requests for r in mine.values()):
+        step()
+    for index, expected in enumerate(alone):
+        assert all(np.array_equal(x, np.array(y, np.float32).reshape(-1, 3)) for x, y in zip(expected, drawn[index]))
+    assert not np.array_equal(alone[0][0], alone[1][0])  # the models draw differently
+    with pytest.raises(ValueError, match="one shape"):
+        Batch([models[0].model, SketchRNN(SketchRNNConfig(hidden=8, mixtures=2))])
 
 
 def test_priming_equals_one_teacher_forced_pass_over_the_prefix(shared_data):

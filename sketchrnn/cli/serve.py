@@ -121,7 +121,7 @@ def add_commands(commands) -> None:
                               ("--rate", "requests_per_second", "requests per second per connection"),
                               ("--points-rate", "points_per_second", "points of drawing per second per connection"),
                               ("--max-connections", "max_connections", "concurrent connections"),
-                              ("--max-batch", "max_batch", "alternatives stepped at once per model"),
+                              ("--max-batch", "max_batch", "alternatives stepped at once per model shape"),
                               ("--max-unauthenticated", "max_unauthenticated",
                                "connections yet to send their auth message (with --token); when full the oldest "
                                "is closed"),
