@@ -83,6 +83,8 @@ async def round_of(url: str, clients: int, seconds: float) -> tuple[dict, dict]:
     for outcome in await asyncio.gather(*arrivals):
         key = outcome.split(" (")[0]
         outcomes[key] = outcomes.get(key, 0) + 1
+        if key == "slow":  # first point / all 30, seconds
+            outcomes.setdefault("slow timings", []).append(outcome.split(" (")[1].rstrip(" s)"))
     return counts, outcomes
 
 
@@ -110,7 +112,7 @@ def main():
         same = asyncio.run(seeded(url)) == before
         log.seek(0)
         tracebacks = log.read().count("Traceback")
-    arrived = sum(outcomes.values())
+    arrived = sum(v for k, v in outcomes.items() if k != "slow timings")
     good = outcomes.get("served", 0) + outcomes.get("busy", 0)
     print(f"{args.clients} clients, {args.seconds:g} s, serve --workers {args.workers}: {counts}")
     print(f"newcomers, one a second: {outcomes}: served or busy in time {good}/{arrived} ({good / arrived:.0%}), "

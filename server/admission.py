@@ -50,17 +50,21 @@ STEPS_TO_FIRST_POINT = 3
 RETRY_AFTER = (0.5, 1.5)  # seconds, spread so that refused clients do not all come back at once
 
 
-def admit(worker: ModelWorker, stream: Stream, name: str, budget: float, previous: Stream | None = None) -> None:
+def admit(worker: ModelWorker, stream: Stream, name: str, limits: Limits, previous: Stream | None = None) -> None:
     """Queue ``stream`` on its model's worker; refuse it while the batch is full ("overloaded"),
-    or at once ("busy") when it could not draw its first point within ``budget`` seconds.
-    Every connection has one request at a time, each judged by the same rule: the rows it adds.
-    ``previous``: the connection's request it replaces, whose rows leave at the next step."""
+    or at once ("busy") when with it the batch's steps would be too slow: for its first point
+    within ``start_budget`` seconds, or for every drawing's ``min_pace``, even after shedding the
+    streams that have drawn ``shed_after`` points. Every connection has one request at a time,
+    each judged by the same rule: the rows it adds. ``previous``: the connection's request it
+    replaces, whose rows leave at the next step."""
     freeing = previous.request.n if previous is not None and not previous.released else 0
-    refused = worker.submit(stream, budget / STEPS_TO_FIRST_POINT, freeing)
+    step_limit = min(limits.start_budget / STEPS_TO_FIRST_POINT, 1 / limits.min_pace)
+    refused = worker.submit(stream, step_limit, freeing, limits.shed_after)
     if refused == "full":
         raise ProtocolError("overloaded", f"model {name!r} is stepping its limit of {worker.max_rows} "
                                           "alternatives; try again shortly")
     if refused == "busy":
-        raise ProtocolError("busy", f"model {name!r} is too busy to start this within {budget:g} s; "
-                                    "ask again after retry_after seconds",
+        raise ProtocolError("busy", f"model {name!r} is too busy to start this within {limits.start_budget:g} s "
+                                    f"and keep drawing {limits.min_pace:g} points a second; ask again after "
+                                    "retry_after seconds",
                             retry_after=round(random.uniform(*RETRY_AFTER), 2))

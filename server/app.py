@@ -310,7 +310,7 @@ class CompletionServer:
         sampled = Request(prefix, scale, request.n, settings, origin=origin)
         stream = Stream(request.id, name, sampled, asyncio.get_running_loop(), stream_messages,
                         connection.outbox.put_nowait)
-        admit(self.workers[name], stream, name, self.limits.start_budget, previous)
+        admit(self.workers[name], stream, name, self.limits, previous)
         return stream
 
     async def drain(self, timeout: float = 3.0) -> None:

@@ -30,7 +30,8 @@ ERROR_CODES = {
     "too_large": "strokes over max_input_points, n over max_n, max_points over the limit",
     "rate_limited": "more than requests_per_second messages or points_per_second points on this connection",
     "overloaded": "the model's batch is already stepping max_batch alternatives",
-    "busy": "the request could not start within start_budget seconds; ask again after retry_after",
+    "busy": "the request could not start within start_budget seconds, or would slow drawings below min_pace; "
+            "ask again after retry_after",
     "unauthorized": "a token is required and the first message was not a valid auth",
     "internal": "the server failed on this request",
 }
@@ -59,6 +60,14 @@ class Limits:
     # 0.75: a person's first point stays under a second with the event loop's own delay on top;
     # tighter budgets refuse people on a machine that is merely busy, not overloaded.
     start_budget: float = 0.75
+    # Points a second every drawing keeps getting once started: a request that would slow its
+    # batch's steps below this is "busy" too. 25: a 30-point ending is drawn within 1.2 s of its
+    # first point; an ending drawn slower than a person draws looks stuck.
+    min_pace: float = 25.0
+    # Points an ending may draw before it can be cut short (done "shed") to let a new request
+    # start when the batch is too busy for both: under overload the least served go first, and
+    # a person's first 60 points (most of a typical ending) are never cut. Above max_points: never.
+    shed_after: int = 60
 
 
 class ProtocolError(Exception):

@@ -32,7 +32,7 @@ class Event(NamedTuple):
 
     k: int  # the alternative
     point: list | None  # [x, y, lift] in the client's coordinates, or None
-    finished: str | None  # "end" | "max_points" | "cancelled" | "failed", or None
+    finished: str | None  # "end" | "max_points" | "cancelled" | "shed" | "failed", or None
     count: int  # points drawn by the alternative so far
 
 
@@ -48,6 +48,8 @@ class Stream:
     deliver: Callable[[list[dict]], None]  # runs on the connection's loop: queues the messages
     started: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    shed: bool = False  # cut short so that newer requests can start (cancelled too): ends "shed"
+    drawn: int = 0  # the most points one of its alternatives has drawn (set by the worker)
     released: bool = False  # its rows are free again (set by the worker)
 
 
@@ -65,6 +67,7 @@ class ModelWorker:
         # The pace, for load shedding: seconds per step per row, over at least FLAT_ROWS rows
         # (a small batch costs about what one row does), averaged over the last steps.
         self.seconds_per_row = 0.0
+        self._messages_seconds = 0.0  # the last turn's time after its step: events, messages, drops
         self.lock = threading.Lock()
         self.stopping = False
         self._admitting: list[Stream] = []  # the streams being primed, should that fail
@@ -76,16 +79,33 @@ class ModelWorker:
         """The expected time of one step with ``rows`` rows, at the pace of the last steps."""
         return self.seconds_per_row * max(rows, FLAT_ROWS)
 
-    def submit(self, stream: Stream, step_limit: float = float("inf"), freeing: int = 0) -> str | None:
+    def submit(self, stream: Stream, step_limit: float = float("inf"), freeing: int = 0,
+               shed_after: float = float("inf")) -> str | None:
         """Queue a stream; else why not: "full" (max_rows) or "busy" (a step with its rows would
-        take over ``step_limit`` s; ``freeing``: rows of a cancelled stream that leave at the next step)."""
+        take over ``step_limit`` s; ``freeing``: rows of a cancelled stream that leave at the next
+        step). Rather than busy, streams that have drawn ``shed_after`` points or more are shed,
+        those that have drawn most first, until the step would be fast enough: under overload
+        the least served get the machine (a newcomer's first ending is never cut for a long one)."""
+        n = stream.request.n
         with self.lock:
-            rows = self.rows - freeing + stream.request.n
-            if self.rows + stream.request.n > self.max_rows:
+            if self.rows + n > self.max_rows:
                 return "full"
-            if rows > stream.request.n and self.step_seconds(rows) > step_limit:
-                return "busy"
-            self.rows += stream.request.n
+            rows = self.rows - freeing + n
+            if rows > n and self.step_seconds(rows) > step_limit:
+                victims = []
+                # list(): one atomic copy, as the worker thread adds and removes streams meanwhile.
+                served = sorted((s for s in list(self.streams.values()) if not s.cancelled and s.drawn >= shed_after),
+                                key=lambda s: -s.drawn)
+                for victim in served:
+                    if rows <= n or self.step_seconds(rows) <= step_limit:
+                        break
+                    victims.append(victim)
+                    rows -= victim.request.n
+                if rows > n and self.step_seconds(rows) > step_limit:
+                    return "busy"
+                for victim in victims:
+                    victim.shed = victim.cancelled = True
+            self.rows += n
         self.pending.put(stream)
         return None
 
@@ -148,19 +168,25 @@ class ModelWorker:
                 continue
             started = time.perf_counter()
             points = self.batch.step()
-            seconds = (time.perf_counter() - started) / max(len(self.batch.rows), FLAT_ROWS)
+            stepped = time.perf_counter()
+            # The pace is the whole turn: the step, and the messages made after the last one (what
+            # a stream waits between points; on a busy machine more than the step alone). Known
+            # before this step's points go out, so a request they prompt is judged by it.
+            seconds = (stepped - started + self._messages_seconds) / max(len(points.rows), FLAT_ROWS)
             self.seconds_per_row += PACE_WEIGHT * (seconds - self.seconds_per_row)
             self._deliver(points)
             for request in self.batch.drop_finished():
                 self._release(self.streams.pop(request), [])
+            self._messages_seconds = time.perf_counter() - stepped
 
     def _cancel(self, streams: list[Stream]) -> None:
-        """Take cancelled streams out before the step; their live alternatives end "cancelled"."""
+        """Take cancelled streams out before the step; their live alternatives end "cancelled" (or
+        "shed")."""
         if not streams:
             return
         b = self.batch
         for stream in streams:
-            events = [Event(k, None, "cancelled", int(count)) for (r, k), live, count
+            events = [Event(k, None, "shed" if stream.shed else "cancelled", int(count)) for (r, k), live, count
                       in zip(b.rows, b.live, b.count) if r is stream.request and live]
             self._release(stream, events)
             del self.streams[stream.request]
@@ -173,8 +199,10 @@ class ModelWorker:
         events: dict[Stream, list[Event]] = {}
         for r in np.flatnonzero(points.drawn | points.ended).tolist():
             request, k = points.rows[r]
-            out = events.setdefault(self.streams[request], [])
+            stream = self.streams[request]
+            out = events.setdefault(stream, [])
             count = int(points.count[r])
+            stream.drawn = max(stream.drawn, count)
             if points.drawn[r]:
                 out.append(Event(k, [*positions[r], int(lifted[r])], None, count))
             if points.ended[r] or points.capped[r]:

@@ -51,7 +51,7 @@ class Point(tuple):
 
 @dataclass(frozen=True)
 class Done:
-    reason: str  # "end", "max_points" or "cancelled"
+    reason: str  # "end", "max_points", "cancelled" or "shed"
     points: int  # points sent for the alternative
     ms: float  # since the server received the request
 

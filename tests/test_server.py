@@ -470,10 +470,12 @@ async def test_idle_connections_are_closed_with_a_reason(served):
     assert app.connections == 0
 
 
-async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(served):
-    """With a budget no step can meet, a request beside a running one is answered busy within
-    300 ms; a request alone, or one that replaces its connection's own, still starts."""
-    app, host, _ = await served(Limits(start_budget=1e-9))
+@pytest.mark.parametrize("limits", [Limits(start_budget=1e-9), Limits(min_pace=1e9)], ids=["start_budget", "min_pace"])
+async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(served, limits):
+    """With a budget (first point) or a pace (every drawing's points a second) no step can meet,
+    a request beside a running one is answered busy within 300 ms; a request alone, or one that
+    replaces its connection's own, still starts."""
+    app, host, _ = await served(limits)
     async with remote.connect(url(host)) as first, remote.connect(url(host)) as second:
         running = await first.send_complete(DRAWING, n=9, max_points=250, pen_temperature=0.01)
         async for _ in running:
@@ -485,6 +487,35 @@ async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(serve
         assert busy.value.code == "busy" and 0 < busy.value.retry_after <= 2
         points, done = await complete(first, id="again", n=9, max_points=5)  # replaces its own: admitted
         assert all(d.reason in ("end", "max_points") for d in done.values())
+
+
+async def test_under_overload_the_most_served_ending_is_shed_so_a_newcomer_starts(served):
+    """With a budget no step can meet, a newcomer still starts when a running ending has drawn
+    shed_after points: that one ends "shed" (not busy for the newcomer); one that has drawn
+    fewer is never cut, and the newcomer is then busy."""
+    app, host, _ = await served(Limits(start_budget=1e-9, shed_after=20))
+    async with (remote.connect(url(host)) as first, remote.connect(url(host)) as second,
+                remote.connect(url(host)) as third):
+        running = await first.send_complete(DRAWING, n=2, max_points=250, pen_temperature=0.01, seed=1)
+        drawn = 0
+        async for _ in running:
+            drawn += 1
+            if drawn == 60:  # both alternatives past 20 points (they draw in step)
+                break
+        points, done = await complete(second, max_points=5)
+        assert sum(map(len, points.values())) == 5 and done[0].reason == "max_points"
+        async for _ in running:
+            pass
+        assert {d.reason for d in running.done.values()} == {"shed"}
+        assert all(20 <= d.points < 250 for d in running.done.values())
+        while app.workers["sheep"].rows:  # the newcomer's row leaves just after its done is sent
+            await asyncio.sleep(0.01)
+        young = await third.send_complete(DRAWING, n=2, max_points=250, pen_temperature=0.01, seed=1)
+        async for _ in young:
+            break  # it steps, far from 20 points
+        with pytest.raises(remote.RemoteError) as busy:
+            await complete(second, id="again", max_points=5)
+        assert busy.value.code == "busy"
 
 
 async def test_points_of_all_alternatives_come_at_most_once_per_frame(served):

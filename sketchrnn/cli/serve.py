@@ -21,7 +21,8 @@ def _server_options(args: argparse.Namespace) -> dict:
                     max_points=args.max_points, max_n=args.max_n, requests_per_second=args.rate,
                     max_connections=args.max_connections, max_batch=args.max_batch,
                     points_per_second=args.points_rate, max_unauthenticated=args.max_unauthenticated,
-                    idle_timeout=args.idle_timeout, start_budget=args.start_budget)
+                    idle_timeout=args.idle_timeout, start_budget=args.start_budget, min_pace=args.min_pace,
+                    shed_after=args.shed_after)
     origins = None if args.origins is None else [None if o == "none" else o for o in args.origins]
     return {"host": args.host, "port": args.port, "limits": limits, "origins": origins, "token": args.token}
 
@@ -128,7 +129,12 @@ def add_commands(commands) -> None:
                               ("--idle-timeout", "idle_timeout", "seconds without a message before a connection is "
                                                                  "closed (4000)"),
                               ("--start-budget", "start_budget", "seconds within which a request must be able to draw "
-                                                                 "its first point, else it is answered busy")):
+                                                                 "its first point, else it is answered busy"),
+                              ("--min-pace", "min_pace", "points a second every running drawing keeps getting; a "
+                                                         "request that would slow them below it is answered busy"),
+                              ("--shed-after", "shed_after", "points an ending draws before it may be cut short "
+                                                             "(done \"shed\") to let a new request start under "
+                                                             "overload; above --max-points: never")):
         default = getattr(lim, field)
         kind = flags.count(None) if isinstance(default, int) else flags.positive
         sv.add_argument(flag, type=kind, default=default, help=f"{what} (default: {default:g})")
