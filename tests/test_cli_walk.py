@@ -6,6 +6,7 @@ or run file changed. Then the files it writes: runs kept, conversions that round
 import hashlib
 import os
 import signal
+import socket
 import stat
 from pathlib import Path
 
@@ -286,3 +287,15 @@ def test_help_states_each_range_once(capsys):
         main(["train", "--help"])
     shown = capsys.readouterr().out
     assert "(default: 0.1; in [0, 1])" in " ".join(shown.split())  # --drop-prob
+
+
+def test_serving_on_a_port_in_use_is_one_line(capsys):
+    """Another program listening on the port: one line naming the address, exit 2, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--workers", "1"]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in error and "address already in use" in error
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1, error
