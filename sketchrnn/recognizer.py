@@ -134,9 +134,8 @@ class StrokeClassifier(nn.Module):
         super().__init__()
         self.dropout = cfg.dropout
         size, k = FEATURES, cfg.conv_kernel
-        self.stride = cfg.conv_stride if cfg.conv_channels else 1
         convs = []
-        for stride in ((1, self.stride) if cfg.conv_channels else ()):
+        for stride in ((1, cfg.conv_stride) if cfg.conv_channels else ()):
             convs += [nn.Conv1d(size, cfg.conv_channels, k, stride, padding=k // 2), nn.ReLU()]
             size = cfg.conv_channels
         self.conv = nn.Sequential(*convs)
@@ -146,8 +145,15 @@ class StrokeClassifier(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """(T, B, FEATURES) padded drawings and their lengths -> logits (B, classes)."""
         if len(self.conv):
-            x = self.conv(x.permute(1, 2, 0)).permute(2, 0, 1)
-            lengths = (lengths + self.stride - 1) // self.stride  # steps that read a real point
+            x = x.permute(1, 2, 0)  # (B, FEATURES, T)
+            for conv, activation in zip(self.conv[::2], self.conv[1::2]):
+                x = activation(conv(x))
+                stride = conv.stride[0]
+                lengths = (lengths + stride - 1) // stride  # steps that read a real point
+                # Zero what lies past each drawing's end (the bias made it non-zero): the next
+                # convolution would read it, and a drawing guessed alone has no padding at all.
+                x = x * (torch.arange(x.shape[-1])[None, :] < lengths[:, None])[:, None, :]
+            x = x.permute(2, 0, 1)
         alive = (torch.arange(x.shape[0])[:, None] < lengths[None, :])[..., None]  # (T, B, 1)
         x = x * alive  # padding stays zero
         for i, layer in enumerate(self.rnn.layers):

@@ -5,10 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from sketchrnn.catalog import model_files
 from sketchrnn.cli import main
-from sketchrnn.recognizer import Recognizer, RecognizerConfig, build, load_for
+from sketchrnn.recognizer import FEATURES, Recognizer, RecognizerConfig, StrokeClassifier, build, load_for, pad
 from sketchrnn.strokes import read_ndjson
 
 # A build in seconds, not minutes: the tests check the plumbing, bench/recognizer.py the accuracy.
@@ -78,3 +79,16 @@ def test_guess_command_prints_the_top_guesses(built, two_models, capsys):
     shares = [float(line.split()[1].rstrip("%")) for line in out[:2]]
     assert {line.split()[0] for line in out[:2]} == {"key", "palm_tree"} and "recognizer" in out[-1]
     assert shares[0] >= shares[1] and abs(sum(shares) - 100) < 0.2
+
+
+def test_a_drawing_scores_the_same_alone_and_padded_in_a_batch():
+    """Training reads drawings padded to the longest of their batch, a guess reads one alone: the
+    padding must change nothing, through both convolutions and the recurrent stack."""
+    torch.manual_seed(0)
+    classifier = StrokeClassifier(RecognizerConfig(), classes=5).eval()
+    short, long = torch.randn(7, FEATURES), torch.randn(23, FEATURES)
+    x, lengths = pad([short.numpy(), long.numpy()])
+    with torch.no_grad():
+        together = classifier(x, lengths)
+        alone = classifier(short[:, None], torch.tensor([7]))
+    torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-5)
