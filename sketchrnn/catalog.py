@@ -2,6 +2,7 @@
 downloads into it (Magenta's hosted decoders, Quick, Draw!'s drawings), resumable and checked
 before they replace anything. One name, one file: a clash is an error naming both."""
 
+import functools
 import hashlib
 import json
 import os
@@ -94,8 +95,16 @@ def default_model_files() -> dict[str, Path]:
 
 
 def file_sha256(path: str | Path) -> str:
-    """What a model file is, whatever its name: keys its cached extent, and ties a recognizer to it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """What a model file is, whatever its name: keys its cached extent, and ties a recognizer to it.
+    Read once per file version: serving with a recognizer asks twice for each model."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and time: a rewritten file is read again
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_catalog(files: dict[str, Path], progress: bool = False) -> dict[str, LoadedModel]:
