@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from sketchrnn.catalog import RECOGNIZER_FILE, file_sha256
 from sketchrnn.checkpoints import load_model
-from sketchrnn.core.checkpoint import save_atomic
+from sketchrnn.core.checkpoint import read_checkpoint, save_atomic
 from sketchrnn.core.engine import option
 from sketchrnn.core.layers import RecurrentStack, reverse_padded
 from sketchrnn.data import drop_points
@@ -242,8 +242,8 @@ class Recognizer:
     def load(cls, path: str | Path, model_paths: dict[str, str | Path] | None = None) -> "Recognizer":
         """A saved recognizer; with ``model_paths``, refused unless it was built for exactly these
         model files (names and contents), since its classes are their names."""
-        saved = torch.load(Path(path), weights_only=True)
-        if saved.get("format") != FORMAT:
+        saved = read_checkpoint(path)
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
             raise ValueError(f"{path}: not a recognizer file ({FORMAT})")
         if model_paths is not None:
             hashes = {name: file_sha256(p) for name, p in model_paths.items()}

@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ import torch
 from sketchrnn.catalog import load_catalog, model_files
 from sketchrnn.checkpoints import ModelFileError
 from sketchrnn.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "bird.json"  # a drawing the project ships
 
 
 class Payload:
@@ -95,7 +98,9 @@ def test_damaged_files_are_named_and_not_called_pickles(shared_data, tmp_path, c
                                                     r"array \(6000000000000 bytes\) but holds 60 bytes"),
              (["sample", "--model", "{dir}/garbage.pt"], r"garbage.pt: not a readable checkpoint \(damaged: "
                                                          r"Unsupported operand 161\)"),
-             (["sample", "--model", "{dir}/cut.gen.json"], r"cut.gen.json: weight array 2 is not int16 data in base64")]
+             (["sample", "--model", "{dir}/cut.gen.json"], r"cut.gen.json: weight array 2 is not int16 data in base64"),
+             (["guess", str(EXAMPLE), "--models", str(shared_data / "models"), "--recognizer", "{dir}/garbage.pt"],
+              r"garbage.pt: not a readable checkpoint \(damaged: Unsupported operand 161\)")]
     for command, expected in cases:
         assert main([part.format(dir=tmp_path) for part in command]) == 2
         error = capsys.readouterr().err

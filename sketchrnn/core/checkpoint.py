@@ -51,10 +51,10 @@ class CheckpointError(ValueError):
     """A file that is not a checkpoint of the kind asked for; the message names the file."""
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
-    """Load a checkpoint on the CPU, whatever device wrote it, refusing anything but tensors and
-    plain data: a file someone passes around must not run code when opened (a pickle can). With
-    ``kind``, a checkpoint of another kind is refused by name."""
+def read_checkpoint(path: str | Path) -> Any:
+    """What ``torch.save`` wrote, on the CPU whatever device wrote it, refusing anything but
+    tensors and plain data: a file someone passes around must not run code when opened (a pickle
+    can). Every failure is a CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
@@ -73,6 +73,13 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint (damaged: {reason.group(1)})") from None
     except Exception as e:  # a truncated or foreign file fails in many ways inside torch.load
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """A sketchrnn checkpoint (``read_checkpoint``); with ``kind``, one of another kind is
+    refused by name."""
+    ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or "kind" not in ckpt:
         raise CheckpointError(f"{path}: not a sketchrnn checkpoint (no \"kind\")")
     if kind is not None and ckpt["kind"] != kind:
