@@ -159,8 +159,8 @@ class LSTMStep:
     with W ((1 + 5 + z + H) x 4H, the bias its first row) contiguous; a row reads its own model's.
     At batch 1 a step is a matrix-vector product over 4.5 MB of weights: numpy's OpenBLAS reads
     them in 54 us where torch's fused cell (MKL, W transposed) takes 90-150 us, and the gate
-    arithmetic costs ~1 us an operation against torch's ~5. A whole ``Batch.step`` of 64 rows on two threads takes
-    1.4-1.6 ms in a server's steady state. The same function as the torch decoder's step, to
+    arithmetic costs ~1 us an operation against torch's ~5. A whole ``Batch.step`` of 64 rows on
+    two threads takes 1.4-1.6 ms in a server's steady state. The same function as the torch decoder's step, to
     float32 rounding (tests/test_model.py).
 
     A matrix product gives a row a result that depends, in the last bits, on its neighbours
@@ -169,8 +169,7 @@ class LSTMStep:
     get their own, in the weights' product and in the head's."""
 
     def __init__(self, models: list[SketchRNN]):
-        if len({LSTMStep.shape(m) for m in models}) != 1:
-            raise ValueError("models step together only with one shape (LSTMStep.shape)")
+        """``models`` of one ``shape`` (``Batch`` checks it: it is where models are combined)."""
         self.hidden = models[0].config.hidden
         self.weight = np.stack([self._gates(m) for m in models])  # (models, 1+5+z+H, 4H)
         self.head = np.stack([m.output.weight.detach().numpy().T for m in models])  # (models, H, 3 + 6M)
