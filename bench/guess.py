@@ -1,6 +1,7 @@
 """How often ``"model": "auto"`` picks a drawing's own class: Google's four decoders score each
 Quick, Draw! drawing of their classes (drawn at 2x, a point every 2 px, as a mouse sends it),
-whole and cut after half its strokes, through ``scoring.guess_model`` (what the server runs).
+whole and cut after half its strokes, through ``scoring.guess_model`` (the ranking the server
+uses where no recognizer was built).
 
     python bench/guess.py
 
