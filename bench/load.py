@@ -79,10 +79,11 @@ def main():
                              "repeatability; the browser sends none)")
     parser.add_argument("--workers", type=int, help="serve --workers for the server under test (default: serve's)")
     parser.add_argument("--model", help="serve --model: a model file or a folder of them (default: serve's)")
+    parser.add_argument("serve_flags", nargs="*", help="more flags for sketchrnn serve (after --)")
     args = parser.parse_args()
     extra = {"pen_temperature": args.pen_temperature} if args.pen_temperature else {}
     flags = ["--rate", "1000"] + ([] if args.workers is None else ["--workers", str(args.workers)])
-    flags += [] if args.model is None else ["--model", args.model]
+    flags += ([] if args.model is None else ["--model", args.model]) + args.serve_flags
     with serving(*flags, port=args.port) as (_, server):
         url = f"ws://127.0.0.1:{args.port}/ws"
         models = [m["name"] for m in asyncio.run(served_models(url))]

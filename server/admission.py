@@ -54,9 +54,9 @@ def admit(worker: ModelWorker, stream: Stream, name: str, limits: Limits, previo
     """Queue ``stream`` on its model's worker; refuse it while the batch is full ("overloaded"),
     or at once ("busy") when with it the batch's steps would be too slow: for its first point
     within ``start_budget`` seconds, or for every drawing's ``min_pace``, even after shedding the
-    streams that have drawn ``shed_after`` points. Every connection has one request at a time,
-    each judged by the same rule: the rows it adds. ``previous``: the connection's request it
-    replaces, whose rows leave at the next step."""
+    streams that hold more alternatives than it asks for or have drawn ``shed_after`` points.
+    Every connection has one request at a time, each judged by the same rule: the rows it adds.
+    ``previous``: the connection's request it replaces, whose rows leave at the next step."""
     freeing = previous.request.n if previous is not None and not previous.released else 0
     step_limit = min(limits.start_budget / STEPS_TO_FIRST_POINT, 1 / limits.min_pace)
     refused = worker.submit(stream, step_limit, freeing, limits.shed_after)

@@ -61,12 +61,14 @@ class Limits:
     # tighter budgets refuse people on a machine that is merely busy, not overloaded.
     start_budget: float = 0.75
     # Points a second every drawing keeps getting once started: a request that would slow its
-    # batch's steps below this is "busy" too. 25: a 30-point ending is drawn within 1.2 s of its
-    # first point; an ending drawn slower than a person draws looks stuck.
-    min_pace: float = 25.0
+    # batch's steps below this is "busy" too. 30: a 30-point ending is drawn within a second of
+    # its first point, with room for the pace's swings (at 25, a quarter of the newcomers under
+    # bench/chaos.py took just over 1.5 s); an ending drawn slower than a person draws looks stuck.
+    min_pace: float = 30.0
     # Points an ending may draw before it can be cut short (done "shed") to let a new request
     # start when the batch is too busy for both: under overload the least served go first, and
-    # a person's first 60 points (most of a typical ending) are never cut. Above max_points: never.
+    # a person's first 60 points (most of a typical ending) are never cut for a request as wide
+    # (one holding more alternatives than the newcomer asks for may be). Above max_points: never.
     shed_after: int = 60
 
 

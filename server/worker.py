@@ -67,7 +67,7 @@ class ModelWorker:
         # The pace, for load shedding: seconds per step per row, over at least FLAT_ROWS rows
         # (a small batch costs about what one row does), averaged over the last steps.
         self.seconds_per_row = 0.0
-        self._messages_seconds = 0.0  # the last turn's time after its step: events, messages, drops
+        self._last_step: tuple[float, int] | None = None  # (start, rows) of the last step, while busy
         self.lock = threading.Lock()
         self.stopping = False
         self._admitting: list[Stream] = []  # the streams being primed, should that fail
@@ -83,9 +83,11 @@ class ModelWorker:
                shed_after: float = float("inf")) -> str | None:
         """Queue a stream; else why not: "full" (max_rows) or "busy" (a step with its rows would
         take over ``step_limit`` s; ``freeing``: rows of a cancelled stream that leave at the next
-        step). Rather than busy, streams that have drawn ``shed_after`` points or more are shed,
-        those that have drawn most first, until the step would be fast enough: under overload
-        the least served get the machine (a newcomer's first ending is never cut for a long one)."""
+        step). Rather than busy, streams are shed until the step would be fast enough: those
+        holding more alternatives than this one asks for (each connection has one request, so
+        they hold more than their share of the rows), and those that have drawn ``shed_after``
+        points or more; most alternatives first, then most drawn. Under overload the least served
+        get the machine, and a newcomer's first ending is never cut for a longer or wider one."""
         n = stream.request.n
         with self.lock:
             if self.rows + n > self.max_rows:
@@ -94,8 +96,9 @@ class ModelWorker:
             if rows > n and self.step_seconds(rows) > step_limit:
                 victims = []
                 # list(): one atomic copy, as the worker thread adds and removes streams meanwhile.
-                served = sorted((s for s in list(self.streams.values()) if not s.cancelled and s.drawn >= shed_after),
-                                key=lambda s: -s.drawn)
+                served = sorted((s for s in list(self.streams.values())
+                                 if not s.cancelled and (s.request.n > n or s.drawn >= shed_after)),
+                                key=lambda s: (-s.request.n, -s.drawn))
                 for victim in served:
                     if rows <= n or self.step_seconds(rows) <= step_limit:
                         break
@@ -165,19 +168,25 @@ class ModelWorker:
             self._admitting = []
             self._cancel([s for s in self.streams.values() if s.cancelled])
             if not len(self.batch):
+                self._last_step = None  # idle time is not the pace
                 continue
             started = time.perf_counter()
+            if self._last_step is not None:
+                # The pace is what a stream waits between its points: the whole turn since the last
+                # step (that step, its messages, priming arrivals, cancels, waiting for the cores or
+                # the GIL); on a busy machine several times the step alone.
+                self._pace(started - self._last_step[0], self._last_step[1])
             points = self.batch.step()
-            stepped = time.perf_counter()
-            # The pace is the whole turn: the step, and the messages made after the last one (what
-            # a stream waits between points; on a busy machine more than the step alone). Known
-            # before this step's points go out, so a request they prompt is judged by it.
-            seconds = (stepped - started + self._messages_seconds) / max(len(points.rows), FLAT_ROWS)
-            self.seconds_per_row += PACE_WEIGHT * (seconds - self.seconds_per_row)
+            if self._last_step is None:  # the first step after idle: its own time is all there is yet
+                self._pace(time.perf_counter() - started, len(points.rows))
+            self._last_step = (started, len(points.rows))
             self._deliver(points)
             for request in self.batch.drop_finished():
                 self._release(self.streams.pop(request), [])
-            self._messages_seconds = time.perf_counter() - stepped
+
+    def _pace(self, seconds: float, rows: int) -> None:
+        """Fold one turn of ``seconds`` for ``rows`` rows into the running pace."""
+        self.seconds_per_row += PACE_WEIGHT * (seconds / max(rows, FLAT_ROWS) - self.seconds_per_row)
 
     def _cancel(self, streams: list[Stream]) -> None:
         """Take cancelled streams out before the step; their live alternatives end "cancelled" (or

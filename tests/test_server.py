@@ -3,6 +3,7 @@
 import asyncio
 import json
 import math
+import time
 import urllib.error
 import urllib.request
 
@@ -473,8 +474,8 @@ async def test_idle_connections_are_closed_with_a_reason(served):
 @pytest.mark.parametrize("limits", [Limits(start_budget=1e-9), Limits(min_pace=1e9)], ids=["start_budget", "min_pace"])
 async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(served, limits):
     """With a budget (first point) or a pace (every drawing's points a second) no step can meet,
-    a request beside a running one is answered busy within 300 ms; a request alone, or one that
-    replaces its connection's own, still starts."""
+    a request beside a running one as wide is answered busy within 300 ms; a request alone, or
+    one that replaces its connection's own, still starts."""
     app, host, _ = await served(limits)
     async with remote.connect(url(host)) as first, remote.connect(url(host)) as second:
         running = await first.send_complete(DRAWING, n=9, max_points=250, pen_temperature=0.01)
@@ -482,7 +483,7 @@ async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(serve
             break  # it steps
         asked = asyncio.get_running_loop().time()
         with pytest.raises(remote.RemoteError) as busy:
-            await complete(second, max_points=30)
+            await complete(second, n=9, max_points=30)
         assert asyncio.get_running_loop().time() - asked < 0.3
         assert busy.value.code == "busy" and 0 < busy.value.retry_after <= 2
         points, done = await complete(first, id="again", n=9, max_points=5)  # replaces its own: admitted
@@ -492,7 +493,8 @@ async def test_a_request_that_cannot_start_in_time_is_refused_busy_at_once(serve
 async def test_under_overload_the_most_served_ending_is_shed_so_a_newcomer_starts(served):
     """With a budget no step can meet, a newcomer still starts when a running ending has drawn
     shed_after points: that one ends "shed" (not busy for the newcomer); one that has drawn
-    fewer is never cut, and the newcomer is then busy."""
+    fewer, and holds no more alternatives than the newcomer asks for, is never cut: the
+    newcomer is then busy."""
     app, host, _ = await served(Limits(start_budget=1e-9, shed_after=20))
     async with (remote.connect(url(host)) as first, remote.connect(url(host)) as second,
                 remote.connect(url(host)) as third):
@@ -514,7 +516,53 @@ async def test_under_overload_the_most_served_ending_is_shed_so_a_newcomer_start
         async for _ in young:
             break  # it steps, far from 20 points
         with pytest.raises(remote.RemoteError) as busy:
-            await complete(second, id="again", max_points=5)
+            await complete(second, id="again", n=2, max_points=5)
+        assert busy.value.code == "busy"
+
+
+async def test_the_pace_is_the_whole_turn_between_steps(served):
+    """Admission judges the pace a stream sees between its points: time spent between steps
+    (here 30 ms a turn outside the step; in a loaded server priming arrivals and waiting for
+    the cores) counts, not the step alone."""
+    app, host, _ = await served()
+    worker = app.workers["sheep"]
+    cancel = worker._cancel
+
+    def slow_cancel(streams):
+        time.sleep(0.03)
+        cancel(streams)
+
+    worker._cancel = slow_cancel
+    async with remote.connect(url(host)) as client:
+        drawn = 0
+        async for _ in client.complete(DRAWING, max_points=250, temperature=0.01, pen_temperature=0.01, seed=3):
+            drawn += 1
+            if drawn == 40:  # the running pace has seen ~40 turns
+                break
+        assert worker.step_seconds(1) > 0.02
+
+
+async def test_under_overload_a_request_wider_than_the_newcomers_is_shed(served):
+    """Connections share the rows: with a budget no step can meet, a newcomer asking for one
+    ending starts by cutting a young request of three (more than its share), not one of one."""
+    app, host, _ = await served(Limits(start_budget=1e-9, shed_after=250))
+    async with (remote.connect(url(host)) as wide, remote.connect(url(host)) as narrow,
+                remote.connect(url(host)) as newcomer):
+        running = await wide.send_complete(DRAWING, n=3, max_points=250, pen_temperature=0.01, seed=1)
+        async for _ in running:
+            break  # it steps
+        points, done = await complete(newcomer, max_points=5)
+        assert sum(map(len, points.values())) == 5 and done[0].reason == "max_points"
+        async for _ in running:
+            pass
+        assert {d.reason for d in running.done.values()} == {"shed"}
+        while app.workers["sheep"].rows:
+            await asyncio.sleep(0.01)
+        one = await narrow.send_complete(DRAWING, n=1, max_points=250, pen_temperature=0.01, seed=1)
+        async for _ in one:
+            break
+        with pytest.raises(remote.RemoteError) as busy:
+            await complete(newcomer, id="again", max_points=5)
         assert busy.value.code == "busy"
 
 

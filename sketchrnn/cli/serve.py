@@ -134,7 +134,8 @@ def add_commands(commands) -> None:
                                                          "request that would slow them below it is answered busy"),
                               ("--shed-after", "shed_after", "points an ending draws before it may be cut short "
                                                              "(done \"shed\") to let a new request start under "
-                                                             "overload; above --max-points: never")):
+                                                             "overload (sooner if it holds more alternatives than "
+                                                             "the new one); above --max-points: never")):
         default = getattr(lim, field)
         kind = flags.count(None) if isinstance(default, int) else flags.positive
         sv.add_argument(flag, type=kind, default=default, help=f"{what} (default: {default:g})")
