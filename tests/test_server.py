@@ -136,8 +136,8 @@ async def test_seeded_repeats_under_concurrent_load_are_identical(served):
 
 async def test_chaos_leaks_nothing_and_the_server_still_answers(served):
     """Dozens of clients connecting, asking, cancelling, drawing again and dropping the TCP
-    connection mid-stream: afterwards no stream, row or connection is left, and a new client is
-    served as usual."""
+    connection mid-stream (some refused busy, on a slow machine): afterwards no stream, row or
+    connection is left, and a new client is served as usual."""
     app, host, _ = await served()
     rng = np.random.default_rng(0)
 
@@ -158,6 +158,8 @@ async def test_chaos_leaks_nothing_and_the_server_still_answers(served):
                 elif action == "wait":
                     try:  # for its next point
                         await asyncio.wait_for(anext(aiter(completion), None), 5)
+                    except remote.RemoteError as e:  # a loaded machine may refuse it: that is no leak
+                        assert e.code == "busy", e
                     except (ConnectionClosed, ConnectionError):
                         return
 
