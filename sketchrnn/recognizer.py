@@ -23,7 +23,8 @@ from sketchrnn.drawing_input import FRAME
 from sketchrnn.sampler import Batch, Request, Settings
 from sketchrnn.strokes import polylines_to_stroke3, simplify_raw, stroke3_to_polylines
 
-FORMAT = "sketchrnn-recognizer/1"
+FORMAT = "sketchrnn-recognizer/2"  # /2: "states", one state dict per net of the ensemble
+FORMATS_READ = ("sketchrnn-recognizer/1", FORMAT)  # /1: one net, its "state"
 FEATURES = 5  # per point: dx, dy (offset), x, y (position in the frame), pen lifts after it
 OFFSET_UNIT = 32.0  # frame units per feature unit: offsets of simplified drawings have a std of ~25-35
 
@@ -68,6 +69,8 @@ class RecognizerConfig:
     minutes: float = option(18.0, "the whole build, sampling included: training is cut to fit", above=0)
     threads: int = option(1, "torch and BLAS threads for the build", minimum=1, maximum=1024)
     seed: int = option(0, "seeds sampling, augmentation and initialisation", minimum=0)
+    nets: int = option(1, "nets trained on the same samples, each with its own seed and share of the "
+                          "training time; a guess averages their probabilities", minimum=1, maximum=16)
 
 
 # --- Input pipeline: the same for training and for a guess ---------------------------------------
@@ -218,16 +221,21 @@ class Recognizer:
     """A trained classifier and the models it names: ``guess`` a drawing, ``save`` / ``load``."""
 
     def __init__(self, names: list[str], hashes: dict[str, str], cfg: RecognizerConfig,
-                 net: StrokeClassifier | None = None):
+                 nets: list[StrokeClassifier] | None = None):
         self.names, self.hashes, self.cfg = list(names), dict(hashes), cfg
-        self.net = (net or StrokeClassifier(cfg, len(names))).eval()
+        nets = nets or [StrokeClassifier(cfg, len(names)) for _ in range(cfg.nets)]
+        self.nets = [net.eval() for net in nets]
 
     @torch.no_grad()
     def probabilities(self, drawings: list) -> Tensor:
-        """(len(drawings), models) class probabilities, the drawings read as one padded batch."""
-        self.net.eval()
+        """(len(drawings), models) class probabilities, the drawings read as one padded batch; with
+        several nets, the mean of theirs."""
         x, lengths = pad([prepare(d, self.cfg.max_points).numpy() for d in drawings])
-        return self.net(x, lengths).softmax(-1)
+        total = 0
+        for net in self.nets:
+            net.eval()
+            total = total + net(x, lengths).softmax(-1)
+        return total / len(self.nets)
 
     def guess(self, drawing) -> list[tuple[str, float]]:
         """[(model name, probability)], likeliest first, for one drawing (polylines or stroke-3)."""
@@ -236,14 +244,14 @@ class Recognizer:
 
     def save(self, path: str | Path) -> None:
         save_atomic({"format": FORMAT, "names": self.names, "sha256": self.hashes, "config": asdict(self.cfg),
-                    "state": self.net.state_dict()}, Path(path))
+                    "states": [net.state_dict() for net in self.nets]}, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, model_paths: dict[str, str | Path] | None = None) -> "Recognizer":
         """A saved recognizer; with ``model_paths``, refused unless it was built for exactly these
         model files (names and contents), since its classes are their names."""
         saved = read_checkpoint(path)
-        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        if not isinstance(saved, dict) or saved.get("format") not in FORMATS_READ:
             raise ValueError(f"{path}: not a recognizer file ({FORMAT})")
         if model_paths is not None:
             hashes = {name: file_sha256(p) for name, p in model_paths.items()}
@@ -254,8 +262,11 @@ class Recognizer:
                                  f"{', '.join(changed)}. Rebuild it for the models served.")
         known = {f.name for f in fields(RecognizerConfig)}  # a field since dropped only shaped training
         cfg = RecognizerConfig(**{k: v for k, v in saved["config"].items() if k in known})
+        states = saved["states"] if "states" in saved else [saved["state"]]
+        cfg.nets = len(states)  # a /1 file's config predates the field
         recognizer = cls(saved["names"], saved["sha256"], cfg)
-        recognizer.net.load_state_dict(saved["state"])
+        for net, state in zip(recognizer.nets, states):
+            net.load_state_dict(state)
         return recognizer
 
 
@@ -271,38 +282,58 @@ def build(model_paths: dict[str, str | Path], drawings: dict[str, list] | None =
         raise ValueError(f"drawings for classes no model serves: {', '.join(sorted(unknown))}")
     with threadpool_limits(cfg.threads), _torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed + 1)
         samples = samples if samples is not None else sample_models(model_paths, cfg, progress)
         pools = [[(s, names.index(n)) for n in names for s in samples[n]],
                  [(simplify(d), names.index(n)) for n, ds in (drawings or {}).items() for d in ds]]
         share = cfg.real_fraction if pools[1] else 0.0
-        net = StrokeClassifier(cfg, len(names))
-        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        # What sampling left for training; at least a minute, so an overrun still yields a classifier.
-        budget = max(60.0, cfg.minutes * 60 - (time.monotonic() - start))
-        train_start, queue = time.monotonic(), []
-        bar = tqdm(total=cfg.steps, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
-        for step in range(cfg.steps):
-            done = max(step / cfg.steps, (time.monotonic() - train_start) / budget)  # whichever ends first
-            if done >= 1:
-                break
-            # Linear warmup over 3%, then cosine to zero at the end of the steps or the budget.
-            lr = cfg.lr * min(1.0, done / 0.03) * 0.5 * (1 + math.cos(math.pi * done))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if not queue:  # 8 batches at a time, sorted by length: little padding in each
-                queue = _batches(pools, share, cfg, rng, 8)
-            x, lengths, labels = queue.pop()
-            net.train()
-            loss = F.cross_entropy(net(x, lengths), labels, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)  # a rare long scribble spikes the gradient
-            optimizer.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", refresh=False)
-            bar.update()
-        bar.close()
-    return Recognizer(names, {n: file_sha256(p) for n, p in model_paths.items()}, cfg, net)
+        nets, steps = [], []
+        for k in range(cfg.nets):
+            # The first net is seeded as a one-net build is; each further one has a seed of its own.
+            if k:
+                torch.manual_seed(cfg.seed + 7919 * k)
+            rng = np.random.default_rng(cfg.seed + 1 if k == 0 else [cfg.seed + 1, k])
+            # Each net gets an even share of what sampling and the nets before it left; at least a
+            # minute, so an overrun still yields a classifier.
+            budget = max(60.0, (cfg.minutes * 60 - (time.monotonic() - start)) / (cfg.nets - k))
+            net, done = _train(pools, share, cfg, len(names), rng, budget,
+                               progress and f"training{f' {k + 1}/{cfg.nets}' if cfg.nets > 1 else ''}")
+            nets.append(net)
+            steps.append(done)
+            if done < cfg.steps and progress:  # a recognizer cut short guesses worse: say so
+                tqdm.write(f"net {k + 1}: training stopped by --minutes after {done} of {cfg.steps} steps")
+    recognizer = Recognizer(names, {n: file_sha256(p) for n, p in model_paths.items()}, cfg, nets)
+    recognizer.steps = steps  # how far each net's training got (the budget may end it first)
+    return recognizer
+
+
+def _train(pools, share: float, cfg: RecognizerConfig, classes: int, rng: np.random.Generator,
+           budget: float, progress) -> tuple[StrokeClassifier, int]:
+    """One classifier trained for cfg.steps or ``budget`` seconds, whichever ends first; the steps run."""
+    net = StrokeClassifier(cfg, classes)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_start, queue, step = time.monotonic(), [], 0
+    bar = tqdm(total=cfg.steps, desc=progress or "", unit="step", disable=not progress, dynamic_ncols=True)
+    for step in range(cfg.steps + 1):
+        done = max(step / cfg.steps, (time.monotonic() - train_start) / budget)  # whichever ends first
+        if done >= 1:
+            break
+        # Linear warmup over 3%, then cosine to zero at the end of the steps or the budget.
+        lr = cfg.lr * min(1.0, done / 0.03) * 0.5 * (1 + math.cos(math.pi * done))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if not queue:  # 8 batches at a time, sorted by length: little padding in each
+            queue = _batches(pools, share, cfg, rng, 8)
+        x, lengths, labels = queue.pop()
+        net.train()
+        loss = F.cross_entropy(net(x, lengths), labels, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)  # a rare long scribble spikes the gradient
+        optimizer.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", refresh=False)
+        bar.update()
+    bar.close()
+    return net.eval(), step
 
 
 def _batches(pools, share: float, cfg: RecognizerConfig, rng: np.random.Generator, count: int):

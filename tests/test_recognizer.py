@@ -1,6 +1,7 @@
 """The recognizer: built from decoders and people's drawings, saved with the models it knows,
 refused for others; the server and `sketchrnn guess` answer with it."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -92,3 +93,25 @@ def test_a_drawing_scores_the_same_alone_and_padded_in_a_batch():
         together = classifier(x, lengths)
         alone = classifier(short[:, None], torch.tensor([7]))
     torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_an_ensemble_averages_its_nets_and_a_one_net_file_still_loads(two_models, people, tmp_path):
+    files = model_files([two_models])
+    pair = build(files, people, dataclasses.replace(TINY, nets=2, steps=5), progress=False)
+    assert len(pair.nets) == 2 and pair.steps == [5, 5]
+    pair.save(tmp_path / "pair.pt")
+    loaded = Recognizer.load(tmp_path / "pair.pt", files)
+    drawing = people["key"][0]
+    each = []
+    for net in loaded.nets:
+        each.append(Recognizer(loaded.names, loaded.hashes, loaded.cfg, [net]).probabilities([drawing]))
+    torch.testing.assert_close(loaded.probabilities([drawing]), (each[0] + each[1]) / 2)
+    torch.testing.assert_close(loaded.probabilities([drawing]), pair.probabilities([drawing]))
+    # A file of the first format (one net, its "state") reads as a one-net recognizer.
+    saved = torch.load(tmp_path / "pair.pt", weights_only=True)
+    saved.update(format="sketchrnn-recognizer/1", state=saved.pop("states")[0])
+    saved["config"].pop("nets")
+    torch.save(saved, tmp_path / "old.pt")
+    old = Recognizer.load(tmp_path / "old.pt", files)
+    assert len(old.nets) == 1 and old.cfg.nets == 1
+    torch.testing.assert_close(old.probabilities([drawing]), each[0])
