@@ -86,8 +86,8 @@ async def round_of(url: str, clients: int, seconds: float) -> tuple[dict, dict]:
     crowd's event loop would time that loop's backlog (~100 ms at 200 clients), not the server."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    crowd = context.Process(target=crowd_process, args=(url, clients, seconds, results))
-    crowd.start()
+    crowd_running = context.Process(target=crowd_process, args=(url, clients, seconds, results))
+    crowd_running.start()
     until = time.monotonic() + seconds
     arrivals = []
     await asyncio.sleep(1)  # the crowd in
@@ -95,7 +95,7 @@ async def round_of(url: str, clients: int, seconds: float) -> tuple[dict, dict]:
         arrivals.append(asyncio.create_task(newcomer(url)))
         await asyncio.sleep(1)
     counts = await asyncio.to_thread(results.get)
-    crowd.join()
+    crowd_running.join()
     outcomes: dict = {}
     for outcome in await asyncio.gather(*arrivals):
         key = outcome.split(" (")[0]

@@ -297,8 +297,8 @@ def build(model_paths: dict[str, str | Path], drawings: dict[str, list] | None =
             # Each net gets an even share of what sampling and the nets before it left; at least a
             # minute, so an overrun still yields a classifier.
             budget = max(60.0, (cfg.minutes * 60 - (time.monotonic() - start)) / (cfg.nets - k))
-            net, done = _train(pools, share, cfg, len(names), rng, budget,
-                               progress and f"training{f' {k + 1}/{cfg.nets}' if cfg.nets > 1 else ''}")
+            desc = f"training {k + 1}/{cfg.nets}" if cfg.nets > 1 else "training"
+            net, done = _train(pools, share, cfg, len(names), rng, budget, desc, progress)
             nets.append(net)
             steps.append(done)
             if done < cfg.steps and progress:  # a recognizer cut short guesses worse: say so
@@ -309,12 +309,12 @@ def build(model_paths: dict[str, str | Path], drawings: dict[str, list] | None =
 
 
 def _train(pools, share: float, cfg: RecognizerConfig, classes: int, rng: np.random.Generator,
-           budget: float, progress) -> tuple[StrokeClassifier, int]:
+           budget: float, desc: str, progress: bool) -> tuple[StrokeClassifier, int]:
     """One classifier trained for cfg.steps or ``budget`` seconds, whichever ends first; the steps run."""
     net = StrokeClassifier(cfg, classes)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    train_start, queue, step = time.monotonic(), [], 0
-    bar = tqdm(total=cfg.steps, desc=progress or "", unit="step", disable=not progress, dynamic_ncols=True)
+    train_start, queue = time.monotonic(), []
+    bar = tqdm(total=cfg.steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
     for step in range(cfg.steps + 1):
         done = max(step / cfg.steps, (time.monotonic() - train_start) / budget)  # whichever ends first
         if done >= 1:
