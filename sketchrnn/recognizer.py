@@ -51,6 +51,7 @@ class RecognizerConfig:
     stretch: float = 0.2  # x and y scaled independently by up to +-20%
     rotate: float = 12.0  # degrees, either way: people draw a little tilted
     shear: float = 0.15  # x += shear * y and the like, either way
+    mirror: float = 0.5  # a drawing is mirrored left-right this often: people draw a pig facing either way
     # model
     cell: str = "gru"  # a core cell; GRU has torch's fused kernel on the CPU and no forget-bias tuning
     conv_channels: int = 64  # 1-D convolutions before the RNN see local shape (corners, curls); 0: none
@@ -69,6 +70,9 @@ class RecognizerConfig:
     minutes: float = option(18.0, "the whole build, sampling included: training is cut to fit", above=0)
     threads: int = option(1, "torch and BLAS threads for the build", minimum=1, maximum=1024)
     seed: int = option(0, "seeds sampling, augmentation and initialisation", minimum=0)
+    # A guess averages a drawing's probabilities with its mirror image's: one batch of two, no more
+    # steps, and the nets' leanings to one side cancel out (BENCHMARKS.md, Recognizer).
+    guess_mirrored: bool = True
     # Two nets averaged recognise people's drawings better than either alone (+1.6 to +2.4 top-1,
     # +0.4 to +1.9 top-3 over two seeds, BENCHMARKS.md) for twice the build and the guess time.
     nets: int = option(2, "nets trained on the same samples, each with its own seed and share of the "
@@ -100,9 +104,11 @@ def features(s3: np.ndarray, max_points: int) -> np.ndarray:
     return np.concatenate([offsets / OFFSET_UNIT, xy / (FRAME / 2) - 1.0, pen], 1).astype(np.float32)
 
 
-def prepare(drawing, max_points: int = RecognizerConfig.max_points) -> Tensor:
-    """A drawing as the classifier reads it: (N, FEATURES)."""
-    return torch.from_numpy(features(simplify(drawing), max_points))
+def mirrored(s3: np.ndarray) -> np.ndarray:
+    """Stroke-3 flipped left-right."""
+    out = s3.copy()
+    out[:, 0] = -out[:, 0]
+    return out
 
 
 def pad(sequences: list[np.ndarray]) -> tuple[Tensor, Tensor]:
@@ -123,8 +129,8 @@ def augment(s3: np.ndarray, cfg: RecognizerConfig, rng: np.random.Generator) -> 
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     shear = np.eye(2) + np.diag(rng.uniform(-cfg.shear, cfg.shear, 1), 1 if rng.random() < 0.5 else -1)
     stretch = np.diag(rng.uniform(1 - cfg.stretch, 1 + cfg.stretch, 2))
-    out = s3.copy()
-    out[:, :2] = s3[:, :2] @ (stretch @ shear @ rotation).T.astype(np.float32)  # offsets map as positions do
+    out = mirrored(s3) if rng.random() < cfg.mirror else s3.copy()
+    out[:, :2] = out[:, :2] @ (stretch @ shear @ rotation).T.astype(np.float32)  # offsets map as positions do
     return out
 
 
@@ -230,14 +236,16 @@ class Recognizer:
 
     @torch.no_grad()
     def probabilities(self, drawings: list) -> Tensor:
-        """(len(drawings), models) class probabilities, the drawings read as one padded batch; with
-        several nets, the mean of theirs."""
-        x, lengths = pad([prepare(d, self.cfg.max_points).numpy() for d in drawings])
+        """(len(drawings), models) class probabilities, the drawings (and their mirror images, if
+        cfg.guess_mirrored) read as one padded batch; the mean over nets and images."""
+        drawings = [simplify(d) for d in drawings]
+        images = drawings + [mirrored(s3) for s3 in drawings] if self.cfg.guess_mirrored else drawings
+        x, lengths = pad([features(s3, self.cfg.max_points) for s3 in images])
         total = 0
         for net in self.nets:
             net.eval()
             total = total + net(x, lengths).softmax(-1)
-        return total / len(self.nets)
+        return (total / len(self.nets)).view(-1, len(drawings), len(self.names)).mean(0)
 
     def guess(self, drawing) -> list[tuple[str, float]]:
         """[(model name, probability)], likeliest first, for one drawing (polylines or stroke-3)."""
