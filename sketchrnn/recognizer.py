@@ -63,7 +63,9 @@ class RecognizerConfig:
     dropout: float = 0.2  # between layers and before the head
     # optimisation
     batch_size: int = 128
-    steps: int = option(2500, "training steps per net at most (--minutes may end training first); ~5.5 min "
+    # More steps name people's drawings right more often but rank the true class lower when wrong:
+    # 2,500 gave whole top-1 +4 points and top-3 -0.4 to -3 against 1,500 (BENCHMARKS.md).
+    steps: int = option(1500, "training steps per net at most (--minutes may end training first); ~3.5 min "
                               "on 2 idle cores", minimum=1)
     lr: float = 3e-3
     weight_decay: float = 1e-4
