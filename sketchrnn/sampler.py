@@ -30,10 +30,11 @@ from sketchrnn.model import SketchRNN
 # While a seeded or greedy request is in the batch, every torch decoder call sees a row count that
 # is a multiple of this. On MKL's sgemm a row's result then does not depend on which other rows
 # share the call (with 1, 2 or 3 rows it does, by ~1e-6, and a sampled choice flips within a
-# hundred points): a seeded request repeats exactly and greedy alternatives are identical. An LSTM
+# hundred points): a seeded request repeats exactly and greedy alternatives are identical. 8 was
+# enough on an AVX2 machine, not on an AVX-512 one (16 float32 lanes; tests/test_model.py). An LSTM
 # decoder on the CPU steps in numpy instead (LSTMStep), where such rows get a matrix-vector product
 # each, which depends on nothing else: there no row is padded.
-ROW_MULTIPLE = 8
+ROW_MULTIPLE = 16
 
 
 @dataclass
