@@ -64,7 +64,7 @@ class RecognizerConfig:
     # optimisation
     batch_size: int = 128
     # More steps name people's drawings right more often but rank the true class lower when wrong:
-    # 2,500 gave whole top-1 +4 points and top-3 -0.4 to -3 against 1,500 (BENCHMARKS.md).
+    # 2,500 gave whole top-1 +4 points and top-3 -0.4 to -2.7 against 1,500 (BENCHMARKS.md).
     steps: int = option(1500, "training steps per net at most (--minutes may end training first); ~3.5 min "
                               "on 2 idle cores", minimum=1)
     lr: float = 3e-3
@@ -74,7 +74,7 @@ class RecognizerConfig:
     threads: int = option(1, "torch and BLAS threads for the build", minimum=1, maximum=1024)
     seed: int = option(0, "seeds sampling, augmentation and initialisation", minimum=0)
     # A guess averages a drawing's probabilities with its mirror image's: one batch of two, no more
-    # steps, and the nets' leanings to one side cancel out (BENCHMARKS.md, Recognizer).
+    # steps, and the nets' leanings to one side cancel out (BENCHMARKS.md, Draw anything).
     guess_mirrored: bool = True
     # Two nets averaged recognise people's drawings better than either alone (+1.6 to +2.4 top-1,
     # +0.4 to +1.9 top-3 over two seeds, BENCHMARKS.md) for twice the build and the guess time.
