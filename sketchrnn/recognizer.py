@@ -35,8 +35,12 @@ class RecognizerConfig:
     """How ``sketchrnn recognizer build`` trains (a field with a help is also a flag)."""
 
     # data
-    samples_per_model: int = option(1000, "drawings sampled from each model (~7 ms each to sample and simplify)",
-                                    minimum=1)
+    samples_per_model: int = option(1000, "drawings sampled from each model (3.5-7 ms each to sample and "
+                                          "simplify)", minimum=1)
+    # Sampling may take this share of --minutes at most: past ~100 models (Google host more) each
+    # model then draws fewer, never under min_samples, and the nets keep their training time.
+    sampling_share: float = 0.35
+    min_samples: int = 200
     # Sampling temperatures are drawn uniformly in [low, high]: people's drawings vary more than
     # low-temperature samples (0.3-0.9 recognised fewer half-drawings than 0.5-1.0).
     temperature_low: float = 0.5
@@ -189,15 +193,18 @@ class StrokeClassifier(nn.Module):
 
 
 @torch.no_grad()
-def sample_model(loaded, n: int, cfg: RecognizerConfig, rng: np.random.Generator) -> list[np.ndarray]:
-    """n drawings of one decoder, each at its own temperature, simplified. Rows of one sampler
-    Batch, a finished one replaced at once: ``sampler.sample`` steps all n until the longest ends
-    (2.5x the points a drawing needs on average)."""
+def sample_model(loaded, n: int, cfg: RecognizerConfig, rng: np.random.Generator,
+                 seconds: float = math.inf) -> list[np.ndarray]:
+    """n drawings of one decoder, each at its own temperature, simplified; fewer (but at least
+    min(n, cfg.min_samples)) if that takes over ``seconds``. Rows of one sampler Batch, a
+    finished one replaced at once: ``sampler.sample`` steps all n until the longest ends (2.5x the
+    points a drawing needs on average)."""
+    deadline = time.monotonic() + seconds
     batch = Batch(loaded.model)
     batch.unseeded_rng = rng  # every row draws from this stream: the build repeats with its seed
     temperatures = list(rng.uniform(cfg.temperature_low, cfg.temperature_high, n))
     points, done = {}, []
-    while len(done) < n:
+    while len(done) < n and (len(done) < min(n, cfg.min_samples) or time.monotonic() < deadline):
         room = min(cfg.sample_rows - len(batch), len(temperatures))
         if room > 0:
             batch.add([Request(np.zeros((0, 3), np.float32), loaded.scale_factor, 1,
@@ -217,11 +224,13 @@ def sample_model(loaded, n: int, cfg: RecognizerConfig, rng: np.random.Generator
 
 
 def sample_models(model_paths: dict[str, str | Path], cfg: RecognizerConfig, progress: bool = True):
-    """{name: simplified decoder drawings} for every model."""
+    """{name: simplified decoder drawings} for every model, within cfg.sampling_share of the
+    build's minutes: each model gets an even share of what the ones before it left."""
     rng = np.random.default_rng(cfg.seed)
-    samples = {}
-    for name, path in tqdm(model_paths.items(), desc="sampling", unit="model", disable=not progress):
-        samples[name] = sample_model(load_model(path), cfg.samples_per_model, cfg, rng)
+    samples, start = {}, time.monotonic()
+    for k, (name, path) in enumerate(tqdm(model_paths.items(), desc="sampling", unit="model", disable=not progress)):
+        left = cfg.minutes * 60 * cfg.sampling_share - (time.monotonic() - start)
+        samples[name] = sample_model(load_model(path), cfg.samples_per_model, cfg, rng, left / (len(model_paths) - k))
     return samples
 
 

@@ -10,7 +10,16 @@ import torch
 
 from sketchrnn.catalog import model_files
 from sketchrnn.cli import main
-from sketchrnn.recognizer import FEATURES, Recognizer, RecognizerConfig, StrokeClassifier, build, load_for, pad
+from sketchrnn.recognizer import (
+    FEATURES,
+    Recognizer,
+    RecognizerConfig,
+    StrokeClassifier,
+    build,
+    load_for,
+    pad,
+    sample_models,
+)
 from sketchrnn.strokes import read_ndjson
 
 # A build in seconds, not minutes: the tests check the plumbing, bench/recognizer.py the accuracy.
@@ -39,6 +48,14 @@ def built(two_models, people, tmp_path_factory):
     path = two_models / "recognizer.pt"
     recognizer.save(path)
     return path
+
+
+def test_sampling_keeps_to_its_share_of_the_minutes_with_a_floor_per_model(two_models):
+    """Many models in a short build: each draws fewer than asked, but never under min_samples."""
+    cfg = dataclasses.replace(TINY, samples_per_model=5000, min_samples=30, minutes=0.01)  # 0.2 s to sample
+    samples = sample_models(model_files([two_models]), cfg, progress=False)
+    assert sorted(samples) == ["key", "palm_tree"]
+    assert all(30 <= len(drawings) < 5000 for drawings in samples.values())
 
 
 def test_a_guess_ranks_every_model_with_probabilities(built, two_models, people):
