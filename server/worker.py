@@ -152,8 +152,6 @@ class ModelWorker:
 
     @torch.no_grad()
     def _serve(self) -> None:
-        if self.batch.numpy_steps:  # lay out the weights and time the products now, not at the first request
-            self.batch.lstm_step  # noqa: B018
         while not self.stopping:
             arrivals = self._arrivals()
             if self.stopping:

@@ -15,9 +15,7 @@ weights, and everything else in a step (gates, sampling, the caller's bookkeepin
 Points come out in the drawing's own units, both as offsets (stroke-3) and as absolute positions.
 """
 
-import bisect
 import functools
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -174,8 +172,8 @@ class LSTMStep:
     def __init__(self, models: list[SketchRNN]):
         """``models`` of one ``shape`` (``Batch`` checks it: it is where models are combined)."""
         self.hidden = models[0].config.hidden
-        self.gates = PerModelProduct(np.stack([self._gates(m) for m in models]))  # (models, 1+5+z+H, 4H)
-        self.head = PerModelProduct(np.stack([m.output.weight.detach().numpy().T for m in models]))  # (models, H, 3+6M)
+        self.weight = np.stack([self._gates(m) for m in models])  # (models, 1+5+z+H, 4H)
+        self.head = np.stack([m.output.weight.detach().numpy().T for m in models])  # (models, H, 3 + 6M)
         self.head_bias = np.stack([m.output.bias.detach().numpy() for m in models])  # (models, 3 + 6M)
 
     @staticmethod
@@ -227,7 +225,7 @@ class LSTMStep:
         h columns and the new c into c; ``exact`` (B,) bool marks the rows that must repeat
         exactly, ``model_of`` (B,) each row's model. Returns the raw output (B, 3 + 6M). The next
         input goes into xh's x columns, so nothing is gathered or copied between steps."""
-        gates = self.gates(xh, exact, model_of)
+        gates = _per_model(xh, self.weight, exact, model_of)
         np.tanh(gates, out=gates)
         H = self.hidden
         i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))  # tanh(x / 2) for i, f, o
@@ -244,85 +242,37 @@ class LSTMStep:
         o += 1.0
         h *= o
         h *= 0.5
-        out = self.head(h, exact, model_of)
+        out = _per_model(h, self.head, exact, model_of)
         out += self.head_bias[model_of] if len(self.head_bias) > 1 else self.head_bias[0]
         return out
 
 
-# A model's shared rows (those that need not repeat exactly) take one product, timed at these
-# counts: s rows go the way that was fastest for the largest count here not above s.
-SHARED_COUNTS = (2, 4, 8, 16, 32)
+def _per_model(x: np.ndarray, weights: np.ndarray, alone: np.ndarray, model_of: np.ndarray) -> np.ndarray:
+    """Each row of x times its own model's weights: one ``_product`` per model with rows here.
+    Every model's weights are read once per step whatever its row count, so a step over many
+    models costs their weights' reading (4.5 MB each for Magenta's decoders) more than its rows."""
+    if len(weights) == 1:
+        return _product(x, weights[0], alone)
+    out = np.empty((len(x), weights.shape[2]), weights.dtype)
+    for model in np.unique(model_of).tolist():
+        rows = np.flatnonzero(model_of == model)
+        out[rows] = _product(x[rows], weights[model], alone[rows])
+    return out
 
 
-class PerModelProduct:
-    """Each row of x times its own model's weights, ``x (B, in) @ weights[model_of] (in, out)``.
-    Rows that must repeat exactly each get a matrix-vector product (numpy's, which depends on
-    nothing else: see LSTMStep); a model's other rows share one product, computed whichever way
-    this machine did fastest for that many rows when timed at construction: matrix-vector
-    products row by row, numpy's matrix product (OpenBLAS) or torch's (MKL). No way wins
-    everywhere: for 2 rows of each of 22 of Google's decoders (gates, 1 thread), row by row took
-    3.6 ms, numpy 5.5 and torch 5.3-5.7 on a 2-core AVX2 Xeon; 8.0, 14 and 6.1 on an AVX-512 one,
-    where torch also beats numpy at 50 rows of one model. Every model's weights are read once per
-    step whatever its row count, so a step over many models costs their weights' reading (4.2 MB
-    each for Magenta's decoders) more than its rows."""
-
-    def __init__(self, weights: np.ndarray):
-        self.weights = weights  # (models, in, out)
-        self.torch_weights = torch.from_numpy(weights)  # the same memory
-        self.ways = self._fastest()  # per SHARED_COUNTS entry
-
-    def __call__(self, x: np.ndarray, alone: np.ndarray, model_of: np.ndarray) -> np.ndarray:
-        if len(self.weights) == 1:
-            return self._product(x, 0, alone)
-        out = np.empty((len(x), self.weights.shape[2]), self.weights.dtype)
-        for model in np.unique(model_of).tolist():
-            rows = np.flatnonzero(model_of == model)
-            out[rows] = self._product(x[rows], model, alone[rows])
-        return out
-
-    def _product(self, x: np.ndarray, model: int, alone: np.ndarray) -> np.ndarray:
-        shared = np.flatnonzero(~alone)
-        if len(shared) < 2:
-            return self.by_rows(x, model)
-        way = self.ways[bisect.bisect_right(SHARED_COUNTS, len(shared)) - 1]
-        if len(shared) == len(x):
-            return way(x, model)
-        out = np.empty((len(x), self.weights.shape[2]), self.weights.dtype)
-        out[shared] = way(x[shared], model)
-        out[alone] = self.by_rows(x[alone], model)
-        return out
-
-    def by_rows(self, x: np.ndarray, model: int) -> np.ndarray:
-        out = np.empty((len(x), self.weights.shape[2]), self.weights.dtype)
+def _product(x: np.ndarray, weight: np.ndarray, alone: np.ndarray) -> np.ndarray:
+    """x @ weight, the ``alone`` rows each by a matrix-vector product of their own. The others
+    share one matrix product only if there are 8 or more: a matrix product first packs all the
+    weights (4 MB for the gates), and 2-7 rows in one cost ~10x one row."""
+    if len(x) < 8 or len(x) - np.count_nonzero(alone) < 8:
+        out = np.empty((len(x), weight.shape[1]), weight.dtype)
         for row, into in zip(x, out):
-            np.matmul(row, self.weights[model], out=into)
+            np.matmul(row, weight, out=into)
         return out
-
-    def by_numpy(self, x: np.ndarray, model: int) -> np.ndarray:
-        return x @ self.weights[model]
-
-    def by_torch(self, x: np.ndarray, model: int) -> np.ndarray:
-        return torch.mm(torch.from_numpy(x), self.torch_weights[model]).numpy()
-
-    def _fastest(self) -> list:
-        """For each SHARED_COUNTS entry, the way that read (up to) 8 models' weights fastest, best
-        of 3 (0.2 s for 22 of Google's decoders). Row by row is not tried above 8 rows: its cost,
-        a reading of the weights per row, was past a product's there on every machine measured."""
-        x = np.random.default_rng(0).standard_normal((SHARED_COUNTS[-1], self.weights.shape[1]))
-        x = x.astype(self.weights.dtype)
-        models = range(min(len(self.weights), 8))  # more than a cache holds, as in a step over many
-        chosen = []
-        for count in SHARED_COUNTS:
-            ways = [self.by_numpy, self.by_torch] + ([self.by_rows] if count <= 8 else [])
-            seconds = [float("inf")] * len(ways)
-            for _ in range(3):
-                for i, way in enumerate(ways):
-                    started = time.perf_counter()
-                    for model in models:
-                        way(x[:count], model)
-                    seconds[i] = min(seconds[i], time.perf_counter() - started)
-            chosen.append(ways[int(np.argmin(seconds))])
-        return chosen
+    out = x @ weight  # the alone rows too, then overwritten: cheaper than gathering the others
+    for row in np.flatnonzero(alone):
+        np.matmul(x[row], weight, out=out[row])
+    return out
 
 
 def needs_exact(request: Request) -> bool:
@@ -376,8 +326,8 @@ class Batch:
 
     @functools.cached_property
     def lstm_step(self) -> LSTMStep:
-        """The numpy step (where ``numpy_steps``), its weights laid out (~7 ms a model) and its
-        products timed (PerModelProduct) at the first step, from the models as they are then."""
+        """The numpy step (where ``numpy_steps``), its weights laid out (~7 ms a model) at the
+        first step from the models as they are then."""
         return LSTMStep(self.models)
 
     def padding(self) -> int:
