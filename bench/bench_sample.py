@@ -44,7 +44,7 @@ def products_time(model, rows: int, calls: int) -> float:
     weights laid out as the sampler's LSTMStep lays them ([x, h] @ W, then h @ the head's W), on
     numpy's BLAS threads. One row is a vector: the weights read once (sgemv)."""
     step = LSTMStep([model])
-    weight, head = step.gates.weights[0], step.head.weights[0]
+    weight, head = step.weight[0], step.head[0]
     shape = () if rows == 1 else (rows,)
     xh = np.random.rand(*shape, weight.shape[0]).astype(np.float32)
     h = np.random.rand(*shape, head.shape[0]).astype(np.float32)
