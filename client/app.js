@@ -58,6 +58,7 @@ function receive(msg) {
     ui.model.replaceChildren(...options);
     if ([...ui.model.options].some((o) => o.value === chosen)) ui.model.value = chosen;
     ui["model-search"].hidden = msg.models.length < SEARCH_FROM;
+    document.body.classList.toggle("guessing", msg.models.length > 1);
     ui.n.max = msg.limits.max_n;
     ui.status.textContent = "draw something; lift the pen and the model carries on";
   } else if (msg.type === "guess" && msg.id === `g${guessId}`) {
@@ -108,7 +109,7 @@ function drawFromScratch() {
 function send(model, drawn, at, status) {
   request += 1;
   origin = at;
-  const n = Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
+  const n = alternativesAsked();
   endings = Array.from({ length: n }, () => []);
   finished = [];
   guessed = "";
@@ -165,9 +166,16 @@ function stop() {
   showAlternatives();
 }
 
-// One button per alternative, in its colour: click to keep that ending.
+function alternativesAsked() {
+  return Math.max(1, Math.min(Number(ui.n.value) || 1, Number(ui.n.max) || 9));
+}
+
+// One button per alternative, in its colour: click to keep that ending. With no endings yet the
+// buttons wait, disabled: the header keeps its width, so the canvas does not move under the pen
+// when the first ending arrives.
 function showAlternatives() {
-  ui.alternatives.replaceChildren(...endings.map((_, k) => {
+  const count = endings.length || alternativesAsked();
+  ui.alternatives.replaceChildren(...Array.from({ length: count }, (_, k) => {
     const button = document.createElement("button");
     button.textContent = `keep ${k + 1}`;
     button.style.borderColor = COLORS[k % COLORS.length];
@@ -284,6 +292,7 @@ canvas.addEventListener("pointerup", () => {
 ui.again.onclick = ask;
 ui.scratch.onclick = drawFromScratch;
 ui["model-search"].oninput = filterModels;
+ui.n.oninput = () => { if (!endings.length) showAlternatives(); };
 ui.undo.onclick = undo;
 ui.clear.onclick = clear;
 ui["export-svg"].onclick = exportSvg;

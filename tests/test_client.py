@@ -88,9 +88,15 @@ def model_pixels(page) -> int:
     }""", list(MODEL_RED))
 
 
+ENDINGS_WAITING = "[...document.querySelectorAll('#alternatives button')].map(b => b.disabled)"
+
+
 def test_draw_and_watch_the_model_finish(page):
+    assert page.evaluate(ENDINGS_WAITING) == [True] * 3  # keep buttons wait: the header will not grow
+    canvas_before = page.locator("#canvas").bounding_box()
     draw_cloud(page)
     page.wait_for_function("document.getElementById('status').textContent.startsWith('done')", timeout=30000)
+    assert page.locator("#canvas").bounding_box() == canvas_before, "the endings came without moving the canvas"
     complete = [m for m in page.sent if m["type"] == "complete"][-1]
     assert complete["model"] == "sheep" and len(complete["strokes"]) == 1 and len(complete["strokes"][0]) > 20
     assert complete["n"] == 3 and complete["temperature"] == 0.25 and complete["pen_temperature"] == 1
@@ -100,7 +106,7 @@ def test_draw_and_watch_the_model_finish(page):
     page.screenshot(path=str(SCREENSHOTS / "completion.png"))
     # Keeping an ending makes it part of the drawing.
     page.locator("#alternatives button").first.click()
-    assert page.evaluate("document.querySelectorAll('#alternatives button').length") == 0
+    assert page.evaluate(ENDINGS_WAITING) == [True] * 3
 
 
 @pytest.mark.parametrize("page", ["hold_back_done"], indirect=True)
@@ -118,7 +124,7 @@ def test_drawing_again_cancels_undo_clear_and_settings(page):
     assert completes[-1]["pen_temperature"] == 0.75
     assert completes[0]["id"] == "1" and {"type": "cancel", "id": "1"} in page.sent  # it was still drawing
     page.click("#undo")
-    assert page.evaluate("document.querySelectorAll('#alternatives button').length") == 0
+    assert page.evaluate(ENDINGS_WAITING) == [True] * 2  # as many as asked for, none to keep
     page.keyboard.press("Escape")  # clear
     assert model_pixels(page) == 0
 
@@ -208,9 +214,11 @@ def test_live_guesses_while_drawing_and_a_chip_finishes_as_that_class(catalog_pa
     assert page.eval_on_selector("#model", "s => s.value") == "palm_tree"
     page.fill("#model-search", "")
     page.select_option("#model", "auto")
+    canvas_before = page.locator("#canvas").bounding_box()
     line = (shared_data / "sketches" / "quickdraw" / "simplified" / "bicycle.ndjson").read_text().splitlines()[20]
     draw_quickdraw(page, json.loads(line)["drawing"])
     page.wait_for_function("document.getElementById('status').textContent.includes('done')", timeout=60000)
+    assert page.locator("#canvas").bounding_box() == canvas_before, "guesses and endings came without moving the canvas"
     guesses = [m for m in page.sent if m["type"] == "guess"]
     assert len(guesses) >= 2, "guesses were asked for while the pen moved"
     assert len(guesses[0]["strokes"]) < len(guesses[-1]["strokes"]), "the first guess saw part of the drawing"
