@@ -96,12 +96,13 @@ function ask() {
   send(ui.model.value, strokes, [0, 0], "the model is drawing…");
 }
 
-// An empty canvas: the chosen model (the first, for auto) draws a whole sketch, ~255 px across,
-// its first point near the top middle (the server draws from (0, 0)).
+// An empty canvas: the chosen model (any one, for auto: there is no drawing to guess from) draws a
+// whole sketch, ~255 px across, its first point near the top middle (the server draws from (0, 0)).
 function drawFromScratch() {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   stop();
-  const model = ui.model.value === "auto" ? ui.model.options[1]?.value : ui.model.value;
+  const models = [...ui.model.options].map((o) => o.value).filter((v) => v !== "auto");
+  const model = ui.model.value === "auto" ? models[Math.floor(Math.random() * models.length)] : ui.model.value;
   send(model, [], [canvas.clientWidth / 2 - 100, canvas.clientHeight / 4], `${model} is drawing from scratch…`);
 }
 
