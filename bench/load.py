@@ -1,5 +1,6 @@
 """Load on the streaming server: N concurrent clients on loopback, each sending completion
-requests back to back as the browser client sends them (no seed, pen temperature 1); total
+requests back to back as the browser client sends them (no seed, pen temperature 1; told
+"busy", it asks again after the retry_after the server gives, as the page does); total
 points/s, time to first point, gap between point messages.
 
 Starts ``sketchrnn serve`` (default model, or ``--model``) in its own process, then for each N
@@ -44,8 +45,10 @@ async def client(url: str, until: float, stats: dict, seed: int | None, extra: d
                         stats["gaps"].append(now - last)
                     last = now
                 stats["requests"] += 1
-            except remote.RemoteError:
+            except remote.RemoteError as e:
                 stats["errors"] += 1
+                if e.retry_after:  # "busy": wait as the browser client does, not hammer
+                    await asyncio.sleep(min(e.retry_after, max(0.0, until - time.monotonic())))
 
 
 async def measure(url: str, clients: int, seconds: float, extra: dict, seeded: bool, models: list[str]) -> dict:
